@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both build .venv (torch first, so pip takes the CPU wheel, then the package).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  ?= torch==2.13.0
+
+.PHONY: venv demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: the whole pipeline on the embedded BBC News data (artifacts under ./demo)
+demo: venv
+	$(VENV)/bin/multitype run --root demo
+
+## test: the test suite (real data, real model weights, a real S3 server)
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) benchmarks/baselines.py
+
+clean:
+	rm -rf demo .pytest_cache

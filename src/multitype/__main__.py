@@ -1,0 +1,5 @@
+import sys
+
+from multitype.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""The ``multitype`` command: a thin Typer layer over the library.
+
+Each command group lives in its own module; this one wires them together and
+maps exceptions to exit codes (DESIGN.md section 2): ``UserError`` -> one
+``error: ...`` line and exit 2, an answered SIGTERM -> 143, anything else -> 1
+with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from multitype.cli import pipeline, sync, train
+from multitype.errors import Interrupted, UserError
+
+app = typer.Typer(
+    name="multitype",
+    help="Text classification from a laptop to AWS and back: one config, one artifact layout.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+pipeline.register(app)
+app.add_typer(train.app, name="train")
+app.add_typer(sync.app, name="sync")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    debug = os.environ.get("MULTITYPE_DEBUG") == "1"
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        args.remove("--debug")
+        debug = True
+    try:
+        rc = app(args=args, prog_name="multitype", standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return Interrupted.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as exc:
+        # Typer's (vendored) click usage errors: bad option, missing value, ...
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"error: {message}{hint}", file=sys.stderr)
+        return 2 if exc.exit_code in (None, 1, 2) else exc.exit_code
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

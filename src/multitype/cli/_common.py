@@ -1,0 +1,35 @@
+"""Options and helpers shared by every command module."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from multitype.project import Project, open_project
+
+console = Console(stderr=True)
+
+RootOpt = Annotated[
+    Optional[str],
+    typer.Option("--root", help="Artifact root: a folder or s3://bucket/prefix [env: MULTITYPE_ROOT; "
+                 "default: storage.root in project.yaml, else '.']"),
+]
+ConfigDirOpt = Annotated[
+    str,
+    typer.Option("--config-dir", envvar="MULTITYPE_CONFIG_DIR", help="Folder with the four config YAML files."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace artifacts a user made (e.g. differing raw data).")]
+
+
+def project(command: str, root: str | None, config_dir: str) -> Project:
+    """Open the project for ``command`` (configs validated before any work)."""
+    return open_project(root, config_dir, command)
+
+
+def split_names(value: str | None) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]``; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -1,0 +1,1 @@
+"""Reading raw input, the leakage audit and the processed splits."""

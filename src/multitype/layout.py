@@ -1,0 +1,76 @@
+"""Every artifact key of the layout (DESIGN.md section 1), relative to a root.
+
+No other module spells an artifact path: they call these functions and hand the
+key to :class:`multitype.storage.Storage`.
+"""
+
+from __future__ import annotations
+
+SPLITS = ("train", "val", "test")
+BASELINE_NAMES = ("logreg", "linear_svm")
+
+RAW_DATA = "data/raw/raw_data.json"
+LABELS = "data/processed/labels.json"
+AUDIT = "data/processed/audit.json"
+BASELINE_SUMMARY = "results/baseline/baseline_summary.csv"
+TRANSFORMER_SUMMARY = "results/transformer/transformer_summary.csv"
+REPORT = "results/report.md"
+CHECKPOINTS = "models/checkpoints"
+FIGURES_DATA = "figures/data"
+FIGURES_RESULTS = "figures/results"
+CONFIGS = "configs"
+CODE = "code"
+RUNS = "runs"
+
+# top-level groups that `sync --only` understands
+SYNC_GROUPS = {
+    "data": "data",
+    "configs": CONFIGS,
+    "code": CODE,
+    "results": "results",
+    "models": "models",
+    "figures": "figures",
+    "runs": RUNS,
+}
+
+
+def model_slug(model_name: str) -> str:
+    """``org/model`` -> ``org__model`` (DESIGN.md section 1)."""
+    return model_name.strip("/").replace("/", "__")
+
+
+def processed_split(split: str, num_classes: int) -> str:
+    return f"data/processed/{split}_{num_classes}class.csv"
+
+
+def baseline_metrics(name: str) -> str:
+    return f"results/baseline/{name}_metrics.json"
+
+
+def transformer_metrics(slug: str) -> str:
+    return f"results/transformer/{slug}_metrics.json"
+
+
+def checkpoint(slug: str, tag: str) -> str:
+    """``tag`` is ``epoch<k>``, ``best`` or ``last``."""
+    return f"{CHECKPOINTS}/{slug}-{tag}"
+
+
+def final_model(name: str) -> str:
+    return f"models/final/{name}"
+
+
+def figure_data(name: str) -> str:
+    return f"{FIGURES_DATA}/{name}.png"
+
+
+def figure_results(name: str) -> str:
+    return f"{FIGURES_RESULTS}/{name}.png"
+
+
+def manifest(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/manifest.json"
+
+
+def run_log(run_id: str, name: str) -> str:
+    return f"{RUNS}/{run_id}/{name}"
