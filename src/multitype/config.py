@@ -150,6 +150,13 @@ class TransformerParams(_Strict):
 class TransformerConfig(_Strict):
     defaults: TransformerParams = Field(default_factory=TransformerParams)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # what `multitype run` fine-tunes: overrides on top of defaults + models[...]
+    run: dict[str, Any] = Field(default_factory=lambda: {"model_name": "minilm"})
+
+    def run_params(self) -> TransformerParams:
+        """The parameters ``multitype run`` trains with."""
+        overrides = dict(self.run)
+        return self.params_for(overrides.pop("model_name", None), **overrides)
 
     def params_for(self, model_name: str | None = None, **overrides: Any) -> TransformerParams:
         """Defaults, then the per-model section, then non-None CLI overrides."""
@@ -165,7 +172,7 @@ class TransformerConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_overrides(self) -> "TransformerConfig":
-        for name, section in self.models.items():
+        for name, section in {**self.models, "run": self.run}.items():
             merged = {**self.defaults.model_dump(), **(section or {})}
             TransformerParams.model_validate(merged)  # raises with the bad key
         return self
