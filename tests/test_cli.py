@@ -1,0 +1,52 @@
+"""The CLI's contract: usage and config errors are one line and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_cli_process
+
+
+def test_help_lists_commands(cli) -> None:
+    res = cli("--help")
+    assert res.exit_code == 0
+    for command in ("prepare", "train", "report", "predict", "run", "sync", "init"):
+        assert command in res.stdout
+
+
+def test_unknown_option_is_exit_2(cli) -> None:
+    res = cli("report", "--bogus")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: No such option: --bogus")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_config_error_is_one_line(cli, config_dir: Path, tmp_path: Path) -> None:
+    (config_dir / "project.yaml").write_text("sead: 1\n")
+    res = cli("report", "--root", tmp_path / "root", "--config-dir", config_dir)
+    assert res.exit_code == 2
+    assert res.stderr == f"error: {config_dir}/project.yaml: unknown key 'sead' (remove it or check its spelling)\n"
+
+
+def test_missing_config_dir(cli, tmp_path: Path) -> None:
+    res = cli("prepare", "--root", tmp_path, "--config-dir", tmp_path / "nowhere")
+    assert res.exit_code == 2
+    assert "file not found (run 'multitype init'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_init_writes_loadable_configs_and_refuses_overwrite(cli, tmp_path: Path) -> None:
+    target = tmp_path / "cfg"
+    assert cli("init", "--config-dir", target).exit_code == 0
+    assert sorted(p.name for p in target.iterdir()) == [
+        "data_config.yaml", "models_baseline.yaml", "models_transformer.yaml", "project.yaml"]
+    before = (target / "project.yaml").read_text()
+    res = cli("init", "--config-dir", target)
+    assert res.exit_code == 2 and "--force" in res.stderr
+    assert (target / "project.yaml").read_text() == before
+
+
+def test_console_script_exit_code_in_subprocess(tmp_path: Path) -> None:
+    res = run_cli_process("train", "baseline", "--root", tmp_path, "--config-dir", tmp_path / "none")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr
