@@ -183,7 +183,7 @@ class SeaweedServer:
             if self.proc.poll() is not None:
                 tail = (self.workdir / "weed.out").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"weed mini exited with {self.proc.returncode}:\n{tail}")
-            if self._answers():
+            if self._answers() and self._round_trip():
                 return
             _time.sleep(0.1)
         self.stop()
@@ -196,6 +196,19 @@ class SeaweedServer:
         except _urlerror.HTTPError:
             return True  # 403 for an anonymous request: the S3 gateway is up
         except OSError:
+            return False
+
+    def _round_trip(self) -> bool:
+        """An object written, listed and read back: master, volume and filer are all up."""
+        try:
+            client = self.client()
+            try:
+                client.head_bucket(Bucket="fixture-health")
+            except Exception:
+                client.create_bucket(Bucket="fixture-health")
+            client.put_object(Bucket="fixture-health", Key="ping", Body=b"pong")
+            return client.get_object(Bucket="fixture-health", Key="ping")["Body"].read() == b"pong"
+        except Exception:
             return False
 
     @property
@@ -229,7 +242,7 @@ class SeaweedServer:
                             aws_access_key_id=access_key or self.access_key,
                             aws_secret_access_key=secret_key or self.secret_key,
                             config=Config(retries={"max_attempts": 2, "mode": "standard"},
-                                          connect_timeout=5, read_timeout=30))
+                                          connect_timeout=2, read_timeout=30))
 
     def make_bucket(self, prefix: str = "test") -> str:
         """Create a fresh, empty bucket and return its name."""
