@@ -215,7 +215,7 @@ class SeaweedServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server (kill it if it does not exit within ``timeout``)."""
         if self.proc is None:
             return
