@@ -93,7 +93,7 @@ def split_s3_url(url: str) -> tuple[str, str]:
         try:
             prefix = check_key(prefix)
         except StorageError:
-            raise StorageError(f"'{url}': the prefix must not contain '..' or empty parts") from None
+            raise StorageError(f"'{url}': the prefix must stay inside the bucket (no '..')") from None
     return bucket, prefix
 
 
