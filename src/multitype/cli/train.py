@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from multitype import layout
 from multitype.cli._common import ConfigDirOpt, RootOpt, console, project, split_names
 
 app = typer.Typer(help="Train TF-IDF baselines or fine-tune transformers.", no_args_is_help=True)
@@ -24,3 +25,73 @@ def baseline(
     records = train_baselines(proj, models=split_names(models))
     for name, record in records.items():
         console.print(f"{name}: test accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f}")
+
+
+# hyperparameter flags shared by `transformer` and `parallel` (None = the config's value)
+NumEpochsOpt = Annotated[Optional[float], typer.Option("--num-epochs", help="Epochs (fractions allowed).")]
+LearningRateOpt = Annotated[Optional[float], typer.Option("--learning-rate", help="Peak AdamW learning rate.")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Examples per batch (per GPU).")]
+MaxLengthOpt = Annotated[Optional[int], typer.Option("--max-length", help="Tokens per text (longer ones are truncated).")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
+MaxTrainSamplesOpt = Annotated[Optional[int], typer.Option("--max-train-samples", help="Train on a stratified subset of this size.")]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="auto | bf16 | fp16 | fp32 (auto: bf16 where fast, fp16 on older GPUs, else fp32).")]
+ResumeOpt = Annotated[str, typer.Option("--resume", help="auto: continue from the newest valid checkpoint; never: start fresh.")]
+
+
+def _overrides(**values: object) -> dict[str, object]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+@app.command("transformer")
+def transformer(
+    model_name: Annotated[Optional[str], typer.Option("--model-name", help="minilm (packaged all-MiniLM-L6-v2), a local folder or a hub id (default: models_transformer.yaml).")] = None,
+    num_epochs: NumEpochsOpt = None,
+    learning_rate: LearningRateOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_train_samples: MaxTrainSamplesOpt = None,
+    precision: PrecisionOpt = None,
+    resume: ResumeOpt = "auto",
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="'all' or a count: more than one GPU re-launches under torchrun (DDP).")] = None,
+    root: RootOpt = None,
+    config_dir: ConfigDirOpt = "configs",
+) -> None:
+    """Fine-tune one transformer; resumes from the newest valid checkpoint by default."""
+    proj = project("train transformer", root, config_dir)
+    params = proj.configs.transformer.params_for(model_name, **_overrides(
+        num_epochs=num_epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+        max_steps=max_steps, max_train_samples=max_train_samples, precision=precision))
+    from multitype.transformer.train import train_transformer
+
+    record = train_transformer(proj, params, resume=resume, gpus=gpus)
+    console.print(f"metrics: {proj.storage.url(layout.transformer_metrics(record['slug']))}")
+
+
+@app.command("parallel", context_settings={"allow_extra_args": True})
+def parallel(
+    ctx: typer.Context,
+    models: Annotated[str, typer.Option("--models", help="Model names: --models A B C (or comma-separated).")],
+    num_epochs: NumEpochsOpt = None,
+    learning_rate: LearningRateOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    max_steps: MaxStepsOpt = None,
+    max_train_samples: MaxTrainSamplesOpt = None,
+    precision: PrecisionOpt = None,
+    resume: ResumeOpt = "auto",
+    root: RootOpt = None,
+    config_dir: ConfigDirOpt = "configs",
+) -> None:
+    """One training process per GPU (queued when models outnumber GPUs; one after another on CPU)."""
+    proj = project("train parallel", root, config_dir)
+    from multitype.transformer.parallel import train_parallel
+
+    names = [name for value in [models, *ctx.args] for name in split_names(value) or []]
+    results = train_parallel(proj, names, overrides=_overrides(
+        num_epochs=num_epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+        max_steps=max_steps, max_train_samples=max_train_samples, precision=precision), resume=resume,
+        config_dir=config_dir)
+    failed = [r for r in results if r["exit_code"] != 0]
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Transformer fine-tuning: model names, batches, checkpoints, the training loop."""

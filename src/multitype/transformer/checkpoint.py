@@ -1,0 +1,262 @@
+"""Training checkpoints: write, verify, find the newest valid one, restore.
+
+A checkpoint is a folder ``models/checkpoints/<slug>-<tag>/`` (tags ``last``,
+``epoch<k>``, ``best``) holding::
+
+    model.safetensors   weights
+    optimizer.pt        optimizer state        (not in -best)
+    scheduler.pt        LR scheduler state     (not in -best)
+    scaler.pt           fp16 grad-scaler state (not in -best)
+    rng.pt, rng.json    torch/CUDA and python/numpy RNG states (not in -best)
+    state.json          position (epoch, iteration, global step), best score,
+                        history, resolved params, labels, model name
+    checksums.json      sha256 of every file above
+    _COMPLETE           written last by the publisher
+
+It is built in a local temp folder and published whole with
+:class:`multitype.uploader.FolderPublisher`. A folder without the marker, with
+a missing file or a checksum that does not match is not valid: resuming skips
+it with a warning and tries the previous one. "Newest" is by the step numbers
+in ``state.json``, never by file times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from multitype import layout
+from multitype.errors import StorageError
+from multitype.storage import COMPLETE_MARKER, Storage
+from multitype.uploader import FolderPublisher
+
+FORMAT = 1
+WEIGHTS = "model.safetensors"
+OPTIMIZER = "optimizer.pt"
+SCHEDULER = "scheduler.pt"
+SCALER = "scaler.pt"
+RNG_TORCH = "rng.pt"
+RNG_PY = "rng.json"
+STATE = "state.json"
+CHECKSUMS = "checksums.json"
+RESUME_FILES = (WEIGHTS, OPTIMIZER, SCHEDULER, SCALER, RNG_TORCH, RNG_PY, STATE)
+WEIGHT_FILES = (WEIGHTS, STATE)
+
+
+class InvalidCheckpoint(Exception):
+    """A checkpoint folder that cannot be used (the message says why)."""
+
+
+# -- RNG states ------------------------------------------------------------------
+def rng_states() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JSON-able python/numpy states, torch states) of this process."""
+    py = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    plain = {"python": [py[0], list(py[1]), py[2]],
+             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    tensors = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return plain, tensors
+
+
+def restore_rng(plain: dict[str, Any], tensors: dict[str, Any]) -> None:
+    """Put back the states captured by :func:`rng_states`."""
+    version, keys, gauss = plain["python"]
+    random.setstate((version, tuple(keys), gauss))
+    kind, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    if tensors.get("cuda") and torch.cuda.is_available() and len(tensors["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(tensors["cuda"])
+
+
+# -- writing ---------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_folder(folder: Path, model: torch.nn.Module, state: dict[str, Any],
+                  optimizer: torch.optim.Optimizer | None, scheduler: Any, scaler: Any) -> None:
+    from safetensors.torch import save_model
+
+    save_model(model, str(folder / WEIGHTS))
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), folder / OPTIMIZER)
+        torch.save(scheduler.state_dict(), folder / SCHEDULER)
+        torch.save(scaler.state_dict() if scaler is not None else {}, folder / SCALER)
+        plain, tensors = rng_states()
+        torch.save(tensors, folder / RNG_TORCH)
+        (folder / RNG_PY).write_text(json.dumps(plain), encoding="utf-8")
+    (folder / STATE).write_text(json.dumps({"format": FORMAT, **state}, indent=2, default=str), encoding="utf-8")
+    sums = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    (folder / CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=2), encoding="utf-8")
+
+
+def save_checkpoint(publisher: FolderPublisher, key: str, model: torch.nn.Module, state: dict[str, Any],
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, scaler: Any = None,
+                    on_done: Callable[[str], None] | None = None) -> None:
+    """Write a checkpoint to a local temp folder and hand it to ``publisher`` as ``key``.
+
+    Without ``optimizer`` only the weights and ``state`` are kept (the ``-best``
+    checkpoint); with it, everything needed to resume. ``on_done(key)`` runs
+    once the folder is published.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="multitype-ckpt-"))
+    try:
+        _write_folder(folder, model, state, optimizer, scheduler, scaler)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    publisher.publish(folder, key, on_done=on_done)
+
+
+# -- reading ---------------------------------------------------------------------
+def verify(folder: Path, required: tuple[str, ...] = RESUME_FILES) -> dict[str, Any]:
+    """Check marker, files and checksums of a local checkpoint folder; return its state.
+
+    Raises
+    ------
+    InvalidCheckpoint
+        With the reason (no marker, missing file, checksum mismatch, bad JSON).
+    """
+    if not (folder / COMPLETE_MARKER).exists():
+        raise InvalidCheckpoint(f"no {COMPLETE_MARKER} marker (the save did not finish)")
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidCheckpoint(f"{CHECKSUMS} unreadable ({type(exc).__name__})") from None
+    for name in required:
+        if name not in sums:
+            raise InvalidCheckpoint(f"{name} missing")
+    for name, expected in sums.items():
+        path = folder / name
+        if not path.is_file():
+            raise InvalidCheckpoint(f"{name} missing")
+        if _sha256(path) != expected:
+            raise InvalidCheckpoint(f"{name} does not match its checksum (damaged)")
+    try:
+        return json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except ValueError:
+        raise InvalidCheckpoint(f"{STATE} is not valid JSON") from None
+
+
+@dataclass
+class LocalCheckpoint:
+    """A verified checkpoint on the local disk (a temp copy for S3 roots)."""
+
+    key: str
+    folder: Path
+    state: dict[str, Any]
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        from safetensors.torch import load_model
+
+        load_model(model, str(self.folder / WEIGHTS), strict=True)
+
+    def load_training_state(self, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> None:
+        """Optimizer, scheduler, grad-scaler and RNG states (call after the model is built)."""
+        optimizer.load_state_dict(torch.load(self.folder / OPTIMIZER, weights_only=True))
+        scheduler.load_state_dict(torch.load(self.folder / SCHEDULER, weights_only=True))
+        scaler_state = torch.load(self.folder / SCALER, weights_only=True)
+        if scaler is not None and scaler_state:
+            scaler.load_state_dict(scaler_state)
+        restore_rng(json.loads((self.folder / RNG_PY).read_text(encoding="utf-8")),
+                    torch.load(self.folder / RNG_TORCH, weights_only=True))
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESUME_FILES) -> LocalCheckpoint:
+    """Verify the checkpoint ``key`` and return it on the local disk."""
+    tmp = None
+    if storage.remote:
+        tmp = tempfile.TemporaryDirectory(prefix="multitype-ckpt-")
+        try:
+            folder = storage.get_dir(key, tmp.name)
+        except (OSError, StorageError) as exc:
+            tmp.cleanup()
+            raise InvalidCheckpoint(f"cannot download ({exc})") from None
+    else:
+        folder = storage.local_path(key)
+    try:
+        state = verify(folder, required)
+    except InvalidCheckpoint:
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+    return LocalCheckpoint(key, folder, state, tmp)
+
+
+def _tags(storage: Storage, slug: str) -> dict[str, str]:
+    """Checkpoint tag -> key for every folder of ``slug`` (hidden staging folders excluded)."""
+    pattern = re.compile(rf"{re.escape(slug)}-(last|best|epoch\d+)")
+    found = {}
+    for name in storage.listdir(layout.CHECKPOINTS):
+        match = pattern.fullmatch(name)
+        if match:
+            found[match.group(1)] = layout.checkpoint(slug, match.group(1))
+    return found
+
+
+def checkpoint_keys(storage: Storage, slug: str) -> list[str]:
+    """Every checkpoint folder of ``slug``."""
+    return sorted(_tags(storage, slug).values())
+
+
+def _position(state: dict[str, Any]) -> tuple[int, int, int]:
+    return int(state["global_step"]), int(state["epoch"]), int(state["iteration"])
+
+
+def find_resume_point(storage: Storage, slug: str, warn: Callable[[str], None]) -> LocalCheckpoint | None:
+    """The newest valid resumable checkpoint (``-last`` or ``-epoch<k>``) of ``slug``, or None.
+
+    Candidates are ordered by the global step (then epoch, iteration) written in
+    their ``state.json``; damaged ones are reported through ``warn`` and skipped.
+    """
+    candidates: list[tuple[tuple[int, int, int], str]] = []
+    for tag, key in _tags(storage, slug).items():
+        if tag == "best":
+            continue
+        try:
+            state = storage.read_json(f"{key}/{STATE}")
+            candidates.append((_position(state), key))
+        except (StorageError, KeyError, TypeError, ValueError):
+            warn(f"checkpoint {storage.url(key)} skipped: {STATE} missing or unreadable")
+    for _, key in sorted(candidates, reverse=True):
+        try:
+            return open_checkpoint(storage, key)
+        except InvalidCheckpoint as exc:
+            warn(f"checkpoint {storage.url(key)} skipped: {exc}")
+    return None
+
+
+def epoch_number(key: str) -> int | None:
+    match = re.search(r"-epoch(\d+)$", key)
+    return int(match.group(1)) if match else None
+
+
+def prune_epochs(storage: Storage, slug: str, keep: int) -> list[str]:
+    """Delete all but the ``keep`` highest-numbered ``-epoch<k>`` checkpoints; return what went."""
+    epochs = sorted((n, key) for key in checkpoint_keys(storage, slug) if (n := epoch_number(key)) is not None)
+    doomed = [key for _, key in epochs[:-keep]] if keep > 0 else [key for _, key in epochs]
+    for key in doomed:
+        storage.rm(key, recursive=True)
+    return doomed
