@@ -1,0 +1,376 @@
+"""Leakage audit: exact duplicates, conflicting labels and near-duplicates.
+
+The audit runs before the split, on the cleaned records, and again after it
+(:func:`cross_split`) to prove that no text sits in two splits.
+
+* Exact duplicates: the same text after case folding and whitespace collapsing.
+* Conflicts: one such text carrying two or more labels.
+* Near-duplicates: pairs of distinct texts whose TF-IDF cosine (word unigrams,
+  sublinear tf, L2-normalised) is at least the threshold. :func:`cosine_pairs`
+  finds *all* of them exactly, without computing the n x n similarity matrix.
+
+Under the ``drop`` policy (:func:`plan_groups`) one record of each exact
+duplicate group is kept, conflicting groups are dropped whole, and every
+near-duplicate cluster (connected pairs) becomes one unit that the split keeps
+together; a cluster whose texts carry different labels is dropped whole too.
+Keeping clusters together instead of thinning them keeps the data (near-
+duplicates are often distinct articles on one story) and still leaves no pair
+above the threshold across splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+SPLIT_NAMES = ("train", "val", "test")
+N_EXAMPLES = 5
+SNIPPET_CHARS = 80
+# Upper bound on the entries of one chunk's candidate product (memory ~ 12 bytes each).
+CHUNK_BUDGET = 4_000_000
+_MARGIN = 1e-4  # float32 rounding slack in the pruning bound
+_EPS = 1e-6
+
+
+def row_number(records: Sequence[dict[str, Any]], r: int) -> int:
+    """The 1-based input row of record ``r`` (its ``row`` key, else its position)."""
+    return int(records[r].get("row", r + 1))
+
+
+def normalize(text: str) -> str:
+    """Case-folded text with runs of whitespace collapsed to one space."""
+    return " ".join(text.casefold().split())
+
+
+def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
+    """The start of ``text`` on one line, shortened to ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+# --- near-duplicates ------------------------------------------------------------------
+def tfidf_matrix(texts: Sequence[str]) -> sp.csr_matrix:
+    """L2-normalised TF-IDF rows (word unigrams, sublinear tf, float32)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if not any(texts):
+        return sp.csr_matrix((len(texts), 0), dtype=np.float32)
+    vectorizer = TfidfVectorizer(sublinear_tf=True, dtype=np.float32)
+    try:
+        return vectorizer.fit_transform(texts).tocsr()
+    except ValueError:  # empty vocabulary: no text has a word of two letters or more
+        return sp.csr_matrix((len(texts), 0), dtype=np.float32)
+
+
+def cosine_pairs(
+    matrix: sp.csr_matrix,
+    threshold: float,
+    progress: Callable[[int, int], None] | None = None,
+    budget: int = CHUNK_BUDGET,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of rows with cosine similarity ``>= threshold``.
+
+    Rows must be L2-normalised. The result is exact; the work is not quadratic
+    in practice because of prefix filtering (Bayardo et al., "Scaling up all
+    pairs similarity search", WWW 2007): order each row's features from the
+    most to the least frequent and split it into a prefix ``p`` with
+    ``||x_p|| < threshold`` and the rest ``s``. Since ``x.y <= ||x_p|| + x_s.y``,
+    a pair can only reach the threshold if ``x_s.y > 0`` and
+    ``x_s.y + ||x_p|| >= threshold``. ``x_s`` keeps only a row's few rarest
+    words, so the sparse product ``X_s @ X.T`` touches few pairs; it is taken in
+    chunks of rows sized to ``budget`` entries, and only its surviving
+    candidates are verified with exact dot products. On a 100,000-document
+    corpus with a Zipf vocabulary this takes about 10 s on two cores.
+
+    Parameters
+    ----------
+    matrix : scipy.sparse.csr_matrix
+        One L2-normalised row per text.
+    threshold : float
+        Minimum cosine similarity, in (0, 1].
+    progress : callable, optional
+        Called as ``progress(rows_done, rows_total)`` after each chunk.
+    budget : int, default=CHUNK_BUDGET
+        Rough cap on the entries of one chunk's candidate product (memory).
+
+    Returns
+    -------
+    (i, j, sim) : three arrays
+        Row indices with ``i < j`` and their cosine similarity, sorted by ``i, j``.
+    """
+    X = sp.csr_matrix(matrix, dtype=np.float32)
+    n = X.shape[0]
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    if n < 2 or X.nnz == 0:
+        if progress:
+            progress(n, n)
+        return empty
+    df = np.bincount(X.indices, minlength=X.shape[1])
+    rank = np.empty(X.shape[1], np.int64)
+    rank[np.argsort(-df, kind="stable")] = np.arange(X.shape[1])
+    lengths = np.diff(X.indptr)
+    rows = np.repeat(np.arange(n), lengths)
+    order = np.lexsort((rank[X.indices], rows))  # by row, then commonest feature first
+    data, cols = X.data[order], X.indices[order]
+    squares = np.cumsum(data.astype(np.float64) ** 2)
+    within = squares - np.repeat(np.concatenate(([0.0], squares))[X.indptr[:-1]], lengths)
+    prefix = np.sqrt(within) < threshold - _MARGIN
+    n_prefix = np.bincount(rows[prefix], minlength=n)
+    last = X.indptr[:-1] + n_prefix - 1
+    prefix_norm = np.where(n_prefix > 0, np.sqrt(within[np.maximum(last, 0)]), 0.0)
+
+    keep = ~prefix
+    suffix_len = np.bincount(rows[keep], minlength=n)
+    Xs = sp.csr_matrix((data[keep], cols[keep], np.concatenate(([0], np.cumsum(suffix_len)))), shape=X.shape)
+    XT = X.T.tocsr()
+    # rows per chunk from an upper bound on each row's product entries
+    cost = np.cumsum(np.bincount(rows[keep], weights=df[cols[keep]], minlength=n))
+    found_i, found_j, found_s = [], [], []
+    start = 0
+    while start < n:
+        spent = cost[start - 1] if start else 0.0
+        stop = min(n, max(start + 1, int(np.searchsorted(cost, spent + budget, side="right"))))
+        cand = (Xs[start:stop] @ XT).tocoo()
+        i = cand.row.astype(np.int64) + start
+        j = cand.col.astype(np.int64)
+        ok = (j > i) & (cand.data + prefix_norm[i] >= threshold - _EPS)
+        i, j = i[ok], j[ok]
+        for b in range(0, len(i), 50_000):
+            bi, bj = i[b:b + 50_000], j[b:b + 50_000]
+            sims = np.asarray(X[bi].multiply(X[bj]).sum(axis=1)).ravel()
+            hit = sims >= threshold - _EPS
+            found_i.append(bi[hit])
+            found_j.append(bj[hit])
+            found_s.append(sims[hit].astype(np.float32))
+        start = stop
+        if progress:
+            progress(start, n)
+    if not found_i:
+        return empty
+    i, j, s = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+    order = np.lexsort((j, i))
+    return i[order], j[order], s[order]
+
+
+# --- the audit ------------------------------------------------------------------------
+@dataclass
+class Audit:
+    """Findings on a list of records.
+
+    Attributes
+    ----------
+    unit_of : numpy.ndarray
+        Record index -> unit (one unit per distinct normalised text).
+    members : list of list of int
+        Unit -> its record indices, ascending; units ordered by first record.
+    labels : list of tuple of str
+        Unit -> its distinct labels, in order of appearance.
+    near_i, near_j, near_sim : numpy.ndarray
+        Near-duplicate pairs of units (``i < j``) and their cosine similarity.
+    threshold : float
+        The near-duplicate threshold used.
+    """
+
+    unit_of: np.ndarray
+    members: list[list[int]]
+    labels: list[tuple[str, ...]]
+    near_i: np.ndarray
+    near_j: np.ndarray
+    near_sim: np.ndarray
+    threshold: float
+
+    @property
+    def duplicate_units(self) -> list[int]:
+        return [u for u, m in enumerate(self.members) if len(m) > 1]
+
+    @property
+    def conflict_units(self) -> list[int]:
+        return [u for u, labels in enumerate(self.labels) if len(labels) > 1]
+
+    def near_clusters(self, units: np.ndarray | None = None) -> list[list[int]]:
+        """Connected components (size >= 2) of the near-duplicate graph, on ``units`` only."""
+        from scipy.sparse.csgraph import connected_components
+
+        n = len(self.members)
+        allowed = np.ones(n, bool) if units is None else np.isin(np.arange(n), units)
+        ok = allowed[self.near_i] & allowed[self.near_j]
+        graph = sp.coo_matrix((np.ones(int(ok.sum())), (self.near_i[ok], self.near_j[ok])), shape=(n, n))
+        _, component = connected_components(graph, directed=False)
+        touched = np.unique(np.concatenate((self.near_i[ok], self.near_j[ok])))
+        clusters: dict[int, list[int]] = {}
+        for u in touched:
+            clusters.setdefault(int(component[u]), []).append(int(u))
+        return sorted(clusters.values())
+
+
+def run_audit(records: Sequence[dict[str, str]], threshold: float,
+              progress: Callable[[int, int], None] | None = None) -> Audit:
+    """Group exact duplicates, find conflicts and near-duplicate pairs.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        Cleaned ``{"text", "label"}`` records.
+    threshold : float
+        TF-IDF cosine at or above which two distinct texts are near-duplicates.
+    progress : callable, optional
+        ``progress(done, total)`` during the near-duplicate search.
+    """
+    index: dict[str, int] = {}
+    unit_of = np.empty(len(records), np.int64)
+    members: list[list[int]] = []
+    labels: list[list[str]] = []
+    texts: list[str] = []
+    for r, record in enumerate(records):
+        key = normalize(record["text"])
+        u = index.setdefault(key, len(members))
+        if u == len(members):
+            members.append([])
+            labels.append([])
+            texts.append(key)
+        unit_of[r] = u
+        members[u].append(r)
+        if record["label"] not in labels[u]:
+            labels[u].append(record["label"])
+    i, j, s = cosine_pairs(tfidf_matrix(texts), threshold, progress=progress)
+    return Audit(unit_of, members, [tuple(x) for x in labels], i, j, s, threshold)
+
+
+@dataclass
+class Plan:
+    """What the split gets: groups of records that stay together, and what was dropped.
+
+    Attributes
+    ----------
+    groups : list of list of int
+        Record indices; each group has one label and goes to one split.
+    group_labels : list of str
+        The label of each group.
+    dropped : dict of str to list of int
+        Reason -> record indices removed before the split.
+    """
+
+    groups: list[list[int]]
+    group_labels: list[str]
+    dropped: dict[str, list[int]]
+
+
+def plan_groups(audit: Audit, records: Sequence[dict[str, str]], policy: str) -> Plan:
+    """Apply the leakage policy: ``drop`` dedupes and groups, ``warn`` keeps every record.
+
+    ``fail`` is decided by the caller before this is reached; here it behaves
+    like ``warn`` (nothing to drop when nothing was found).
+    """
+    if policy != "drop":
+        return Plan([[r] for r in range(len(records))], [r["label"] for r in records], {})
+    conflicts = set(audit.conflict_units)
+    dropped: dict[str, list[int]] = {"exact_duplicates": [], "label_conflicts": [], "near_duplicate_conflicts": []}
+    for u, rows in enumerate(audit.members):
+        if u in conflicts:
+            dropped["label_conflicts"].extend(rows)
+        else:
+            dropped["exact_duplicates"].extend(rows[1:])
+    kept_units = np.array([u for u in range(len(audit.members)) if u not in conflicts], dtype=np.int64)
+    in_cluster: set[int] = set()
+    groups: list[list[int]] = []
+    group_labels: list[str] = []
+    for cluster in audit.near_clusters(kept_units):
+        in_cluster.update(cluster)
+        cluster_labels = {audit.labels[u][0] for u in cluster}
+        if len(cluster_labels) > 1:
+            dropped["near_duplicate_conflicts"].extend(audit.members[u][0] for u in cluster)
+            continue
+        groups.append(sorted(audit.members[u][0] for u in cluster))
+        group_labels.append(audit.labels[cluster[0]][0])
+    for u in kept_units:
+        if int(u) not in in_cluster:
+            groups.append([audit.members[u][0]])
+            group_labels.append(audit.labels[u][0])
+    order = sorted(range(len(groups)), key=lambda g: groups[g][0])
+    return Plan([groups[g] for g in order], [group_labels[g] for g in order],
+                {reason: sorted(rows) for reason, rows in dropped.items()})
+
+
+def cross_split(audit: Audit, records: Sequence[dict[str, str]], split_of: np.ndarray) -> dict[str, Any]:
+    """Exact and near-duplicates that ended up in different splits.
+
+    ``split_of`` holds, per record, the index of its split in :data:`SPLIT_NAMES`
+    or -1 for a dropped record. Exact duplicates are recomputed from the texts
+    of the split records; near-duplicates come from the audit's pair list, which
+    is exact, so restricting it to the kept records needs no second search.
+    """
+    kept = np.flatnonzero(split_of >= 0)
+    by_text: dict[str, int] = {}
+    for r in kept:
+        key = normalize(records[r]["text"])
+        by_text[key] = by_text.get(key, 0) | (1 << int(split_of[r]))
+    exact_examples, exact = [], 0
+    for key, mask in by_text.items():
+        if mask & (mask - 1):  # more than one bit: more than one split
+            exact += 1
+            if len(exact_examples) < N_EXAMPLES:
+                rows = [row_number(records, int(r)) for r in kept if normalize(records[r]["text"]) == key]
+                exact_examples.append({"rows": rows, "splits": _splits(mask), "text": snippet(key)})
+    unit_mask = np.zeros(len(audit.members), np.int64)
+    np.bitwise_or.at(unit_mask, audit.unit_of[kept], 1 << split_of[kept])
+    both = unit_mask[audit.near_i] | unit_mask[audit.near_j]
+    crossing = (unit_mask[audit.near_i] > 0) & (unit_mask[audit.near_j] > 0) & ((both & (both - 1)) > 0)
+    near_examples = [
+        {"rows": [row_number(records, audit.members[int(i)][0]), row_number(records, audit.members[int(j)][0])],
+         "similarity": round(float(s), 4), "splits": _splits(int(m)), "texts": [snippet(records[audit.members[int(i)][0]]["text"]),
+                                              snippet(records[audit.members[int(j)][0]]["text"])]}
+        for i, j, s, m in list(zip(audit.near_i[crossing], audit.near_j[crossing], audit.near_sim[crossing],
+                                   both[crossing]))[:N_EXAMPLES]
+    ]
+    return {"exact_duplicates": exact, "near_duplicates": int(crossing.sum()),
+            "exact_examples": exact_examples, "near_examples": near_examples}
+
+
+def _splits(mask: int) -> list[str]:
+    return [name for k, name in enumerate(SPLIT_NAMES) if mask & (1 << k)]
+
+
+def findings(audit: Audit, records: Sequence[dict[str, str]]) -> dict[str, Any]:
+    """Counts and a few examples of each finding (rows are 1-based input rows)."""
+    def rows(u: int) -> list[int]:
+        return [row_number(records, r) for r in audit.members[u]]
+
+    dup_units = audit.duplicate_units
+    conflict_units = audit.conflict_units
+    clusters = audit.near_clusters()
+    return {
+        "exact_duplicates": {
+            "groups": len(dup_units),
+            "extra_rows": sum(len(audit.members[u]) - 1 for u in dup_units),
+            "rows_in_groups": sum(len(audit.members[u]) for u in dup_units),
+            "examples": [{"rows": rows(u), "labels": list(audit.labels[u]),
+                          "text": snippet(records[audit.members[u][0]]["text"])} for u in dup_units[:N_EXAMPLES]],
+        },
+        "label_conflicts": {
+            "groups": len(conflict_units),
+            "rows": sum(len(audit.members[u]) for u in conflict_units),
+            "examples": [{"rows": rows(u), "labels": [records[r]["label"] for r in audit.members[u]],
+                          "text": snippet(records[audit.members[u][0]]["text"])}
+                         for u in conflict_units[:N_EXAMPLES]],
+        },
+        "near_duplicates": {
+            "method": "TF-IDF cosine, word unigrams, sublinear tf; pairs of distinct normalised texts",
+            "threshold": audit.threshold,
+            "pairs": len(audit.near_i),
+            "clusters": len(clusters),
+            "texts_in_clusters": sum(len(c) for c in clusters),
+            "mixed_label_clusters": sum(1 for c in clusters if len({audit.labels[u][0] for u in c}) > 1),
+            "examples": [
+                {"rows": [row_number(records, audit.members[int(i)][0]),
+                          row_number(records, audit.members[int(j)][0])],
+                 "similarity": round(float(s), 4),
+                 "labels": [audit.labels[int(i)][0], audit.labels[int(j)][0]],
+                 "texts": [snippet(records[audit.members[int(i)][0]]["text"]),
+                           snippet(records[audit.members[int(j)][0]]["text"])]}
+                for i, j, s in list(zip(audit.near_i, audit.near_j, audit.near_sim))[:N_EXAMPLES]
+            ],
+        },
+    }
