@@ -1,0 +1,185 @@
+"""TF-IDF baselines: logistic regression and a linear SVM as scikit-learn Pipelines.
+
+``train_baselines`` reads the processed splits, fits the TF-IDF features once
+on train and shares the matrix between the classifiers (the features depend
+only on ``models_baseline.yaml: tfidf``), evaluates on val and test, and then
+writes, per model, ``results/baseline/<name>_metrics.json`` and
+``models/final/<name>/`` (the whole Pipeline, saved with skops), the rebuilt
+``baseline_summary.csv`` and a run manifest. Nothing is written until every
+model is trained, so a failed run leaves the previous results as they were.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from multitype import layout
+from multitype.config import BaselineConfig, TfidfConfig
+from multitype.data.dataset import load_labels, load_split
+from multitype.errors import DataError, ModelError
+from multitype.evaluate import classification_metrics, metrics_record
+from multitype.manifest import write_manifest
+from multitype.predictor import save_sklearn_model
+from multitype.project import Project
+from multitype.results import write_summary
+from multitype.tfidf import FastTfidfVectorizer
+
+MODEL_NAMES: tuple[str, ...] = layout.BASELINE_NAMES
+
+
+def check_models(models: Sequence[str] | None) -> list[str]:
+    """The baselines to train, in the given order (default: all); unknown names -> ``ModelError``."""
+    if not models:
+        return list(MODEL_NAMES)
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown:
+        raise ModelError(f"unknown baseline model(s) {', '.join(map(repr, unknown))} in --models; "
+                         f"valid names: {', '.join(MODEL_NAMES)}")
+    return list(dict.fromkeys(models))
+
+
+def build_vectorizer(tfidf: TfidfConfig) -> FastTfidfVectorizer:
+    """The TF-IDF step configured by ``models_baseline.yaml: tfidf``."""
+    return FastTfidfVectorizer(ngram_range=tuple(tfidf.ngram_range), min_df=tfidf.min_df,
+                               max_features=tfidf.max_features, sublinear_tf=tfidf.sublinear_tf)
+
+
+def build_classifier(name: str, config: BaselineConfig, seed: int) -> Any:
+    """The classifier step of baseline ``name`` (``logreg`` or ``linear_svm``)."""
+    if name == "logreg":
+        c = config.models.logreg
+        return LogisticRegression(C=c.C, class_weight=c.class_weight, max_iter=c.max_iter, solver=c.solver,
+                                  random_state=seed)
+    if name == "linear_svm":
+        c = config.models.linear_svm
+        return LinearSVC(C=c.C, class_weight=c.class_weight, random_state=seed)
+    raise ModelError(f"unknown baseline model '{name}'; valid names: {', '.join(MODEL_NAMES)}")
+
+
+def _load_data(project: Project) -> tuple[list[str], dict[str, tuple[list[str], list[int]]], list[str]]:
+    storage = project.storage
+    labels = load_labels(storage)
+    splits = {}
+    for split in layout.SPLITS:
+        key = layout.processed_split(split, len(labels))
+        if split == "val" and not storage.exists(key):
+            continue  # val: 0 in data_config.yaml; metrics come from test alone
+        splits[split] = load_split(storage, split, labels)
+    train_texts, train_ids = splits["train"]
+    if len(set(train_ids)) < 2:
+        raise DataError(f"{storage.url(layout.processed_split('train', len(labels)))}: training needs at least "
+                        "two classes; check the labels and rerun 'multitype prepare'")
+    if not splits["test"][0]:
+        raise DataError(f"{storage.url(layout.processed_split('test', len(labels)))} has no rows; "
+                        "rerun 'multitype prepare' with a larger test fraction")
+    return labels, splits, [layout.LABELS, *(layout.processed_split(s, len(labels)) for s in splits)]
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def train_baselines(project: Project, models: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Fit, evaluate and save the TF-IDF baselines.
+
+    Parameters
+    ----------
+    project : Project
+        Root, configs (``models_baseline.yaml``) and run id.
+    models : list of str, optional
+        Names from ``logreg``, ``linear_svm`` (default: both).
+
+    Returns
+    -------
+    dict
+        Model name -> its metrics record (the ``*_metrics.json`` document).
+
+    Raises
+    ------
+    ModelError
+        An unknown model name.
+    DataError
+        Missing processed splits (run ``multitype prepare``) or unusable ones.
+    """
+    names = check_models(models)
+    storage, config = project.storage, project.configs.baseline
+    seed = project.configs.project.seed
+    labels, splits, input_keys = _load_data(project)
+    train_texts, y_train = splits["train"]
+    console = Console(stderr=True)
+
+    trained: dict[str, tuple[Pipeline, dict[str, Any]]] = {}
+    with _progress() as progress:
+        task = progress.add_task("TF-IDF features", total=len(names) + 1)
+        start = time.perf_counter()
+        vectorizer = build_vectorizer(config.tfidf)
+        x_train = vectorizer.fit_transform(train_texts)
+        vectorizer_seconds = time.perf_counter() - start
+        x_val = vectorizer.transform(splits["val"][0]) if splits.get("val", ([],))[0] else None
+        console.print(f"TF-IDF: {x_train.shape[1]:,} features from {len(train_texts):,} texts "
+                      f"in {vectorizer_seconds:.1f}s")
+        progress.advance(task)
+
+        for name in names:
+            progress.update(task, description=f"fitting {name}")
+            classifier = build_classifier(name, config, seed)
+            start = time.perf_counter()
+            classifier.fit(x_train, y_train)
+            classifier_seconds = time.perf_counter() - start
+            pipeline = Pipeline([("tfidf", vectorizer), ("clf", classifier)])
+
+            evaluated = {}
+            if x_val is not None:
+                evaluated["val"] = classification_metrics(splits["val"][1], classifier.predict(x_val), labels)
+            test_texts, y_test = splits["test"]
+            start = time.perf_counter()
+            y_pred = pipeline.predict(test_texts)  # raw texts in: the throughput a user gets
+            inference_seconds = max(time.perf_counter() - start, 1e-9)
+            evaluated["test"] = classification_metrics(y_test, y_pred, labels)
+
+            record = metrics_record(
+                name, "baseline", labels, evaluated, project.run_id,
+                training_seconds=vectorizer_seconds + classifier_seconds,
+                inference_samples_per_s=len(test_texts) / inference_seconds,
+                vectorizer_seconds=round(vectorizer_seconds, 3),
+                classifier_seconds=round(classifier_seconds, 3),
+                num_features=int(x_train.shape[1]),
+                train_samples=len(train_texts),
+                params={"tfidf": config.tfidf.model_dump(mode="json"),
+                        "classifier": getattr(config.models, name).model_dump(mode="json")},
+            )
+            trained[name] = (pipeline, record)
+            console.print(f"{name}: fitted in {classifier_seconds:.1f}s, test accuracy {record['accuracy']:.4f}")
+            progress.advance(task)
+
+    # every model is trained: only now replace what a previous run left
+    outputs = []
+    for name, (pipeline, record) in trained.items():
+        with tempfile.TemporaryDirectory(prefix="multitype-baseline-") as tmp:
+            save_sklearn_model(pipeline, tmp, {
+                "model": name, "labels": labels, "run_id": project.run_id,
+                "text_field": project.configs.data.text_field, "label_field": project.configs.data.label_field,
+                "steps": [f"{type(step).__module__}.{type(step).__name__}" for _, step in pipeline.steps],
+                "params": record["params"],
+            })
+            storage.put_dir(tmp, layout.final_model(name))
+        storage.write_json(layout.baseline_metrics(name), record)
+        outputs += [layout.final_model(name), layout.baseline_metrics(name)]
+    summary = write_summary(storage, "baseline")
+    if summary:
+        outputs.append(summary)
+    write_manifest(project, inputs=input_keys, outputs=outputs, extra={
+        "models": names,
+        "results": {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                           "training_seconds": r["training_seconds"]} for name, (_, r) in trained.items()},
+    })
+    return {name: record for name, (_, record) in trained.items()}

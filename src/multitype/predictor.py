@@ -1,0 +1,284 @@
+"""Saved model folders -> predictors: one interface for baselines and transformers.
+
+A model folder is either
+
+* a baseline: ``model.json`` (``kind: sklearn``) + ``model.skops``, a fitted
+  scikit-learn ``Pipeline`` saved with skops (no pickle). Loading checks the
+  file's types against :data:`TRUSTED_TYPES` first and refuses anything else;
+* a transformer in ``save_pretrained`` form: ``config.json`` + safetensors
+  weights + tokenizer files (``model.json`` with ``kind: transformer`` is
+  optional); class names come from ``config.id2label``.
+
+``load_predictor(folder).predict(texts)`` returns predicted class names and a
+``(n, n_classes)`` score matrix whose rows sum to 1. For LogisticRegression and
+transformers these are probabilities (``score_kind == "prob"``). LinearSVC has
+no probabilities: its scores are a softmax of the decision function
+(``score_kind == "score"``), which ranks classes like the SVM does but is not
+calibrated; output columns are named ``score_<label>`` so nobody reads them as
+probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from multitype.errors import ModelError
+
+MODEL_JSON = "model.json"
+SKOPS_FILE = "model.skops"
+# Types outside skops' default trust list that a multitype baseline may contain.
+# Anything else in a .skops file is refused (a tampered or foreign file).
+TRUSTED_TYPES: tuple[str, ...] = ("multitype.tfidf.FastTfidfVectorizer",)
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (numerically stable)."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+# --- baselines: skops files --------------------------------------------------------------
+def save_sklearn_model(pipeline: Any, folder: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``model.skops`` and ``model.json`` for a fitted pipeline into a local folder.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted on class ids ``0..n-1`` that index ``info["labels"]``.
+    folder : str or Path
+        A local folder (created if missing).
+    info : dict
+        Must hold ``labels``; saved in ``model.json`` with ``kind: sklearn``.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    import skops.io as sio
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = sio.dumps(pipeline)
+    foreign = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+    if foreign:  # a programming error: loading would refuse this file
+        raise RuntimeError(f"pipeline holds types outside TRUSTED_TYPES: {foreign}")
+    (folder / SKOPS_FILE).write_bytes(data)
+    card = {"kind": "sklearn", "format": "skops", "file": SKOPS_FILE, **info,
+            "score_kind": "prob" if hasattr(pipeline, "predict_proba") else "score",
+            "trusted_types": list(TRUSTED_TYPES), "versions": _versions()}
+    (folder / MODEL_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def load_sklearn_pipeline(path: str | Path) -> Any:
+    """Load a ``.skops`` file, trusting only skops' defaults and :data:`TRUSTED_TYPES`.
+
+    Raises
+    ------
+    ModelError
+        The file is not a skops file, or holds a type that is not trusted.
+    """
+    import skops.io as sio
+
+    path = Path(path)
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, JSON errors: not a skops file
+        raise ModelError(f"{path}: not a readable skops file ({type(exc).__name__}); "
+                         "retrain with 'multitype train baseline'") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise ModelError(f"{path}: refusing to load types that multitype does not trust: {', '.join(refused)}; "
+                         "only load baselines saved by 'multitype train baseline'")
+    return sio.load(path, trusted=untrusted)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    return {name: md.version(name) for name in ("scikit-learn", "skops", "numpy", "scipy")}
+
+
+# --- predictors ---------------------------------------------------------------------------
+class Predictor:
+    """Predicts class names and per-class scores for a list of texts.
+
+    Attributes
+    ----------
+    labels : list of str
+        Class names in score-column order.
+    kind : str
+        ``"sklearn"`` or ``"transformer"``.
+    score_kind : str
+        ``"prob"`` (probabilities) or ``"score"`` (softmax of SVM margins).
+    path : Path
+        The folder it was loaded from.
+    """
+
+    kind = ""
+
+    def __init__(self, path: Path, labels: Sequence[str], score_kind: str) -> None:
+        self.path = path
+        self.labels = list(labels)
+        self.score_kind = score_kind
+
+    @property
+    def score_columns(self) -> list[str]:
+        """``prob_<label>`` or ``score_<label>`` per class."""
+        return [f"{self.score_kind}_{label}" for label in self.labels]
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[list[str], np.ndarray]:
+        """Class names and an ``(n, n_classes)`` float32 score matrix (rows sum to 1)."""
+        if not len(texts):
+            return [], np.zeros((0, len(self.labels)), dtype=np.float32)
+        scores = np.concatenate([self._scores(list(texts[i:i + batch_size]))
+                                 for i in range(0, len(texts), batch_size)]).astype(np.float32)
+        return [self.labels[i] for i in scores.argmax(axis=1)], scores
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SklearnPredictor(Predictor):
+    """A baseline pipeline saved by :func:`save_sklearn_model`."""
+
+    kind = "sklearn"
+
+    def __init__(self, path: Path, pipeline: Any, labels: Sequence[str]) -> None:
+        super().__init__(path, labels, "prob" if hasattr(pipeline, "predict_proba") else "score")
+        self.pipeline = pipeline
+        # classes_ are the ids seen in training; map them onto all label columns
+        self._columns = np.asarray(pipeline.classes_, dtype=np.int64)
+        if self._columns.min() < 0 or self._columns.max() >= len(self.labels):
+            raise ModelError(f"{path}: the pipeline's classes do not match the labels in {MODEL_JSON}")
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        if self.score_kind == "prob":
+            part = self.pipeline.predict_proba(texts)
+        else:
+            margins = self.pipeline.decision_function(texts)
+            if margins.ndim == 1:  # binary: one margin for the positive class
+                margins = np.column_stack([-margins, margins])
+            part = softmax(margins)
+        full = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        full[:, self._columns] = part
+        return full
+
+
+class TransformerPredictor(Predictor):
+    """A sequence classifier in ``save_pretrained`` form, run under ``torch.inference_mode``.
+
+    Texts are sorted by length before batching (less padding) and truncated to
+    the model's maximum length; the results come back in input order.
+    """
+
+    kind = "transformer"
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot load the transformer ({' '.join(str(exc).split())[:200]})") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        config = self.model.config
+        id2label = {int(k): v for k, v in (config.id2label or {}).items()}
+        labels = [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
+        super().__init__(path, labels, "prob")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device).eval()
+        self.max_length = self._max_length(path)
+
+    def _max_length(self, path: Path) -> int:
+        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        card = path / MODEL_JSON
+        if card.is_file():
+            limits.append(json.loads(card.read_text(encoding="utf-8")).get("max_length"))
+        # tokenizers without a limit report a huge sentinel (int(1e30))
+        usable = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 1_000_000]
+        return min(usable) if usable else 512
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> tuple[list[str], np.ndarray]:
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        labels, scores = super().predict([texts[i] for i in order], batch_size)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return [labels[i] for i in inverse], scores[inverse]
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,
+                               return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            logits = self.model(**batch).logits
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+def model_kind(folder: str | Path) -> str:
+    """``"sklearn"`` or ``"transformer"`` for a local model folder.
+
+    Raises
+    ------
+    ModelError
+        The folder is missing or holds neither kind of model.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"model folder {folder} not found; pass models/final/<name> (train a model first)")
+    card = folder / MODEL_JSON
+    if card.is_file():
+        try:
+            kind = json.loads(card.read_text(encoding="utf-8")).get("kind")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise ModelError(f"{card}: not valid JSON; retrain the model or remove the file") from None
+        if kind in ("sklearn", "transformer"):
+            return kind
+        raise ModelError(f"{card}: unknown kind {kind!r} (expected 'sklearn' or 'transformer')")
+    if (folder / "config.json").is_file() and any((folder / name).is_file() for name in _WEIGHT_FILES):
+        return "transformer"
+    raise ModelError(f"{folder} is not a model folder: expected {MODEL_JSON} + {SKOPS_FILE} (a baseline) "
+                     "or config.json + model.safetensors (a transformer)")
+
+
+def load_predictor(folder: str | Path, device: str | None = None) -> Predictor:
+    """Load the model in a local folder, whichever kind it is.
+
+    Parameters
+    ----------
+    folder : str or Path
+        ``models/final/<name>`` copied to (or living on) the local disk.
+    device : str, optional
+        Torch device for transformers (default: CUDA when available).
+
+    Raises
+    ------
+    ModelError
+        Missing folder, unknown layout, untrusted skops types, unreadable weights.
+    """
+    folder = Path(folder)
+    kind = model_kind(folder)
+    if kind == "transformer":
+        return TransformerPredictor(folder, device=device)
+    card = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
+    labels = card.get("labels")
+    if not isinstance(labels, list) or not labels:
+        raise ModelError(f"{folder / MODEL_JSON}: no 'labels' list; retrain with 'multitype train baseline'")
+    skops_file = folder / SKOPS_FILE
+    if not skops_file.is_file():
+        raise ModelError(f"{skops_file} not found; the model folder is incomplete, retrain it")
+    return SklearnPredictor(folder, load_sklearn_pipeline(skops_file), labels)
