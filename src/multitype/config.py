@@ -99,6 +99,8 @@ class LogregConfig(_Strict):
     C: float = Field(1.0, gt=0)
     class_weight: Literal["balanced"] | None = None
     max_iter: int = Field(2000, gt=0)
+    # newton-cg: same optimum as lbfgs, 3-5x faster on sparse TF-IDF (benchmarks/baselines.py)
+    solver: Literal["newton-cg", "lbfgs", "sag", "saga"] = "newton-cg"
 
 
 class LinearSvmConfig(_Strict):
