@@ -158,7 +158,7 @@ def _progress(console: Console) -> Iterator[Callable[[str], Callable[[int, int],
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bars:
+                  console=console, transient=True, disable=not console.is_terminal) as bars:
         def task(description: str) -> Callable[[int, int], None]:
             tid = bars.add_task(description, total=None)
             return lambda done, total: bars.update(tid, completed=done, total=total)
@@ -180,7 +180,7 @@ def audit_table(report: dict[str, Any]) -> Table:
     if report["excluded_labels"]:
         table.add_row("records of unlisted labels", str(sum(report["excluded_labels"].values())),
                       "left out (labels: in data_config.yaml)")
-    table.add_row(f"empty texts (< {report['empty_texts']['min_chars']} chars)", str(report["empty_texts"]["count"]),
+    table.add_row(f"empty texts (min_chars: {report['empty_texts']['min_chars']})", str(report["empty_texts"]["count"]),
                   "dropped" if report["empty_texts"]["count"] else "")
     if report["decoding"]["rows"]:
         table.add_row("files not UTF-8 (decoded with U+FFFD)", str(len(report["decoding"]["rows"])), "kept")
@@ -248,7 +248,7 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     started = time.perf_counter()
     cfg = project.configs.data
     storage = project.storage
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
 
     with _progress(console) as task:
         raw = read_raw(project, input, progress=task("reading input"))
@@ -278,11 +278,11 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     }
     exact, conflicts, near = report["exact_duplicates"], report["label_conflicts"], report["near_duplicates"]
     if cfg.leakage.policy == "fail" and (exact["groups"] or conflicts["groups"] or near["pairs"]):
-        console.print(audit_table(report))
         raise DataError(f"leakage audit failed (policy: fail) on {raw.source}: {exact['extra_rows']} exact duplicate "
-                        f"row(s) in {exact['groups']} group(s), {conflicts['groups']} conflicting-label group(s), "
-                        f"{near['pairs']} near-duplicate pair(s) (cosine >= {near['threshold']:g}); clean the data "
-                        "or set leakage.policy to drop or warn in data_config.yaml")
+                        f"row(s) in {exact['groups']} group(s){_eg(exact)}, {conflicts['groups']} conflicting-label "
+                        f"group(s){_eg(conflicts)}, {near['pairs']} near-duplicate pair(s) with cosine >= "
+                        f"{near['threshold']:g}{_eg(near)}; clean the data or set leakage.policy to drop or warn "
+                        "in data_config.yaml")
 
     plan = leakage.plan_groups(found, records, cfg.leakage.policy)
     report["dropped"] = {reason: len(rows) for reason, rows in plan.dropped.items()}
@@ -369,13 +369,23 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     if cfg.leakage.policy == "warn" and (cross["exact_duplicates"] or cross["near_duplicates"]):
         console.print(f"[yellow]warning:[/] {cross['exact_duplicates']} exact and {cross['near_duplicates']} near "
                       "duplicate(s) sit in two splits (leakage.policy: warn); evaluation scores may be optimistic")
-    console.print(f"raw data   {storage.url(layout.RAW_DATA)} ({summary['raw_data']})")
-    console.print(f"splits     {', '.join(storage.url(layout.processed_split(s, len(labels))) for s in SPLITS)}")
-    console.print(f"labels     {storage.url(layout.LABELS)}")
-    console.print(f"audit      {storage.url(layout.AUDIT)}")
-    console.print(f"figures    {', '.join(storage.url(k) for k in figures)}")
-    console.print(f"manifest   {storage.url(summary['manifest'])}")
+    where = {
+        "raw data": f"{storage.url(layout.RAW_DATA)} ({summary['raw_data']})",
+        "splits": ", ".join(storage.url(layout.processed_split(s, len(labels))) for s in SPLITS),
+        "labels": storage.url(layout.LABELS),
+        "audit": storage.url(layout.AUDIT),
+        "figures": ", ".join(storage.url(k) for k in figures),
+        "manifest": storage.url(summary["manifest"]),
+    }
+    for what, location in where.items():  # unwrapped, so paths can be copied
+        console.print(f"{what:<10} {location}", soft_wrap=True, markup=False, highlight=False)
     return summary
+
+
+def _eg(finding: dict[str, Any]) -> str:
+    """`` (e.g. rows 3, 17)`` from a finding's first example, or nothing."""
+    examples = finding.get("examples") or []
+    return f" (e.g. rows {', '.join(map(str, examples[0]['rows']))})" if examples else ""
 
 
 def _shuffled(n: int, seed: int) -> list[int]:
