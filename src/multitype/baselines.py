@@ -115,7 +115,7 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
     seed = project.configs.project.seed
     labels, splits, input_keys = _load_data(project)
     train_texts, y_train = splits["train"]
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
 
     trained: dict[str, tuple[Pipeline, dict[str, Any]]] = {}
     with _progress() as progress:
