@@ -100,24 +100,31 @@ class _Remote:
 
 
 # --- the two trees ------------------------------------------------------------
-def _walk(folder: Path, key_prefix: str, skip_dirs: frozenset[str] | set[str] = frozenset()) -> dict[str, _Local]:
+def _walk(folder: Path, key_prefix: str, skip_dirs: frozenset[str] = frozenset()) -> dict[str, _Local]:
+    """Files under ``folder`` as ``key_prefix/<relative path>`` (os.scandir: one stat per file)."""
     found: dict[str, _Local] = {}
-    if not folder.is_dir():
-        return found
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs and not _TRANSIENT.match(d)
-                             and not d.endswith(".egg-info"))
-        rel_dir = Path(dirpath).relative_to(folder).as_posix()
-        for name in filenames:
-            if _TRANSIENT.match(name) or (skip_dirs and name.endswith((".pyc", ".pyo"))):
+    stack = [(str(folder), key_prefix)]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            name = entry.name
+            if _TRANSIENT.match(name):
                 continue
-            path = Path(dirpath, name)
+            if entry.is_dir(follow_symlinks=False):
+                if name not in skip_dirs and not (skip_dirs and name.endswith(".egg-info")):
+                    stack.append((entry.path, f"{prefix}/{name}"))
+                continue
+            if skip_dirs and name.endswith((".pyc", ".pyo")):
+                continue
             try:
-                st = path.stat()
+                st = entry.stat()
             except FileNotFoundError:  # removed while we walked
                 continue
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            found[f"{key_prefix}/{rel}"] = _Local(path, st.st_size, st.st_mtime_ns)
+            found[f"{prefix}/{name}"] = _Local(Path(entry.path), st.st_size, st.st_mtime_ns)
     return found
 
 
@@ -186,12 +193,15 @@ def _modified(info: dict[str, Any]) -> float:
 
 
 def _remote_tree(storage: Storage, groups: Iterable[str]) -> dict[str, _Remote]:
+    """One listing per group, all at once."""
+    folders = [layout.SYNC_GROUPS[g] for g in groups]
     tree: dict[str, _Remote] = {}
-    for group in groups:
-        for key, info in storage.walk_files(layout.SYNC_GROUPS[group]).items():
-            if key.endswith("/"):
-                continue  # a "folder" placeholder object
-            tree[key] = _Remote(int(info.get("size", 0)), str(info.get("ETag", "")).strip('"'), _modified(info))
+    with ThreadPoolExecutor(max_workers=max(len(folders), 1), thread_name_prefix="sync-list") as pool:
+        for listing in pool.map(storage.walk_files, folders):
+            for key, info in listing.items():
+                if key.endswith("/"):
+                    continue  # a "folder" placeholder object
+                tree[key] = _Remote(int(info.get("size", 0)), str(info.get("ETag", "")).strip('"'), _modified(info))
     return tree
 
 
@@ -211,14 +221,19 @@ class _State:
         self.synced: dict[str, list[Any]] = self.data.setdefault("synced", {}).setdefault(remote, {})
         self.hashes: dict[str, dict[str, Any]] = self.data.setdefault("hashes", {})
         self.lock = threading.Lock()
+        self.dirty = False
 
     def record(self, key: str, local: _Local, etag: str) -> None:
         with self.lock:
-            self.synced[key] = [local.size, local.mtime_ns, etag]
+            entry = [local.size, local.mtime_ns, etag]
+            if self.synced.get(key) != entry:
+                self.synced[key] = entry
+                self.dirty = True
 
     def forget(self, key: str) -> None:
         with self.lock:
-            self.synced.pop(key, None)
+            if self.synced.pop(key, None) is not None:
+                self.dirty = True
 
     def unchanged_since_sync(self, key: str, local: _Local, remote: _Remote) -> bool:
         return self.synced.get(key) == [local.size, local.mtime_ns, remote.etag]
@@ -237,10 +252,14 @@ class _State:
             entry["etags"].update(digests)
             with self.lock:
                 self.hashes[name] = entry
+                self.dirty = True
         return {"md5": entry["md5"], **entry["etags"]}
 
     def save(self) -> None:
+        """Write the state file if anything changed (atomically, through Storage)."""
         with self.lock:
+            if not self.dirty:
+                return
             live = {k: v for k, v in self.hashes.items() if os.path.exists(k)}
             self.data["hashes"] = live
             self.storage.write_json(STATE_KEY, self.data)
