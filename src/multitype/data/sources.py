@@ -144,17 +144,18 @@ def parse_json(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` for each element of a JSON array."""
     text = decode_utf8(data, name)
     _check_not_empty(text, name)
-    if text.lstrip()[:1] == "{":
-        # a .json file that holds one object per line is JSON Lines in all but name
-        yield from parse_jsonl(data, name)
-        return
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and text.lstrip()[:1] == "{":
+            # one object per line in a .json file: JSON Lines in all but name
+            yield from parse_jsonl(data, name)
+            return
         raise _json_error(name, exc) from None
     if not isinstance(value, list):
-        raise DataError(f"{name}: expected a JSON array of records (or JSON Lines), got a JSON "
-                        f"{type(value).__name__}")
+        keys = f" with keys {', '.join(map(str, value))}" if isinstance(value, dict) else ""
+        raise DataError(f"{name}: expected a JSON array of records or JSON Lines, got a JSON "
+                        f"{type(value).__name__}{keys}")
     for i, record in enumerate(value):
         yield f"record {i + 1}", record
 
