@@ -136,3 +136,13 @@ def test_label_missing_from_train_is_refused(records, cli, config_dir, root, tmp
     result = cli("prepare", "--input", write_json(tmp_path / "in.json", records), "--root", root,
                  "--config-dir", config_dir)
     check_refused(result, root, before, "label(s) ['politics'] are in the test split but not in train")
+
+
+@pytest.mark.parametrize("where", ["missing-bucket", "missing-key"])
+def test_bad_s3_input(where, cli, config_dir, root, s3_server):
+    bucket = s3_server.make_bucket("prepare-bad")
+    url = "s3://no-such-bucket-prepare/in.jsonl" if where == "missing-bucket" else f"s3://{bucket}/nothing/in.jsonl"
+    before = snapshot(root)
+    result = cli("prepare", "--input", url, "--root", root, "--config-dir", config_dir)
+    fragment = "bucket 'no-such-bucket-prepare' does not exist" if where == "missing-bucket" else "not found"
+    check_refused(result, root, before, fragment)

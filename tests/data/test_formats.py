@@ -133,3 +133,15 @@ def test_s3_input_and_s3_root(records, cli, config_dir, s3_server, tmp_path):
     check_outputs(local, records, CLASSES)
     audit = json.loads((local / "data/processed/audit.json").read_text())
     assert audit["format"] == "folder" and audit["records_read"] == len(records)
+
+
+def test_no_validation_split(records, cli, set_data_config, tmp_path):
+    """val: 0 is allowed: the val file is written with its header only."""
+    config_dir = set_data_config(split={"train": 0.9, "val": 0.0, "test": 0.1})
+    root = tmp_path / "root"
+    result = cli("prepare", "--input", write_csv(tmp_path / "in.csv", records), "--root", root,
+                 "--config-dir", config_dir)
+    assert result.exit_code == 0, result.stderr
+    sizes = {s: len(read_split(root, s, 4)) for s in ("train", "val", "test")}
+    assert sizes == {"train": 43, "val": 0, "test": 5}
+    assert (root / "data/processed/val_4class.csv").read_text() == "text,label\n"

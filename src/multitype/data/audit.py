@@ -184,10 +184,12 @@ class Audit:
 
     @property
     def duplicate_units(self) -> list[int]:
+        """Units that hold more than one record (exact duplicates)."""
         return [u for u, m in enumerate(self.members) if len(m) > 1]
 
     @property
     def conflict_units(self) -> list[int]:
+        """Units whose records carry more than one label."""
         return [u for u, labels in enumerate(self.labels) if len(labels) > 1]
 
     def near_clusters(self, units: np.ndarray | None = None) -> list[list[int]]:

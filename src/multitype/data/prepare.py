@@ -151,6 +151,42 @@ def stratified_split(group_labels: Sequence[str], cfg: SplitConfig) -> np.ndarra
     return split_of
 
 
+def assign_splits(plan: leakage.Plan, records: Sequence[dict[str, Any]],
+                  cfg: SplitConfig) -> tuple[np.ndarray, dict[str, list[dict[str, Any]]]]:
+    """Split the plan's groups; return each record's split index (-1: dropped) and the split records.
+
+    Groups are visited in a seeded random order, so the files are not sorted by class.
+    """
+    group_split = stratified_split(plan.group_labels, cfg)
+    split_of = np.full(len(records), -1, np.int64)
+    rows: dict[int, list[int]] = {k: [] for k in range(len(SPLITS))}
+    for g in np.random.default_rng(cfg.seed).permutation(len(plan.groups)):
+        split_of[plan.groups[g]] = group_split[g]
+        rows[int(group_split[g])].extend(plan.groups[g])
+    return split_of, {name: [records[r] for r in rows[k]] for k, name in enumerate(SPLITS)}
+
+
+def check_train_covers(per_split: dict[str, list[dict[str, Any]]], source: str) -> None:
+    """Every label of val and test must also be in train (stratification should ensure it)."""
+    train_labels = {r["label"] for r in per_split["train"]}
+    for name in ("val", "test"):
+        unseen = sorted({r["label"] for r in per_split[name]} - train_labels)
+        if unseen:
+            raise DataError(f"{source}: label(s) {unseen} are in the {name} split but not in train; "
+                            "add examples of them or leave them out with labels: [...]")
+
+
+def split_sizes(per_split: dict[str, list[dict[str, Any]]], labels: list[str]) -> dict[str, Any]:
+    """Size, share and examples per class of each split."""
+    total = max(1, sum(len(rows) for rows in per_split.values()))
+    out = {}
+    for name, rows in per_split.items():
+        counts = Counter(r["label"] for r in rows)
+        out[name] = {"size": len(rows), "fraction": round(len(rows) / total, 4),
+                     "classes": {label: counts[label] for label in labels if counts[label]}}
+    return out
+
+
 # --- terminal ----------------------------------------------------------------------
 @contextmanager
 def _progress(console: Console) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
@@ -292,29 +328,14 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
         counts[label] += len(group)
     check_classes(labels, counts, cfg, raw.source)
 
-    group_split = stratified_split(plan.group_labels, cfg.split)
-    split_of = np.full(len(records), -1, np.int64)
-    order: dict[int, list[int]] = {k: [] for k in range(len(SPLITS))}
-    for g in _shuffled(len(plan.groups), cfg.split.seed):
-        split_of[plan.groups[g]] = group_split[g]
-        order[int(group_split[g])].extend(plan.groups[g])
-    per_split = {name: [records[r] for r in order[k]] for k, name in enumerate(SPLITS)}
-    train_labels = {r["label"] for r in per_split["train"]}
-    for name in ("val", "test"):
-        unseen = sorted({r["label"] for r in per_split[name]} - train_labels)
-        if unseen:
-            raise DataError(f"{raw.source}: label(s) {unseen} are in the {name} split but not in train; "
-                            "add examples of them or leave them out with labels: [...]")
+    split_of, per_split = assign_splits(plan, records, cfg.split)
+    check_train_covers(per_split, raw.source)
     cross = leakage.cross_split(found, records, split_of)
     report["cross_split"] = cross
     if cfg.leakage.policy == "drop" and (cross["exact_duplicates"] or cross["near_duplicates"]):
         raise RuntimeError(f"leakage remains across splits after de-duplication: {cross}")
     report["near_duplicate_groups_kept_together"] = sum(1 for g in plan.groups if len(g) > 1)
-    report["splits"] = {
-        name: {"size": len(rows), "fraction": round(len(rows) / max(1, int((split_of >= 0).sum())), 4),
-               "classes": {label: n for label in labels if (n := sum(1 for r in rows if r["label"] == label))}}
-        for name, rows in per_split.items()
-    }
+    report["splits"] = split_sizes(per_split, labels)
     report["labels"] = labels
 
     # every check has passed: build the artifacts, then write them
@@ -341,26 +362,7 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     for key, fig in figures.items():
         save_figure(storage, key, fig)
     outputs = [*files, layout.AUDIT, *figures]
-    summary = {
-        "run_id": project.run_id,
-        "input": raw.source,
-        "raw_data": {"new": "written", "same": "unchanged", "differs": "replaced"}[state],
-        "labels": labels,
-        "num_classes": len(labels),
-        "counts": {name: {"total": info["size"], **info["classes"]} for name, info in report["splits"].items()},
-        "audit": {
-            "records_read": report["records_read"],
-            "empty_texts": report["empty_texts"]["count"],
-            "exact_duplicate_groups": exact["groups"],
-            "exact_duplicate_rows": exact["extra_rows"],
-            "label_conflict_groups": conflicts["groups"],
-            "near_duplicate_pairs": near["pairs"],
-            "dropped": report["dropped"],
-            "cross_split_exact": cross["exact_duplicates"],
-            "cross_split_near": cross["near_duplicates"],
-        },
-        "outputs": [layout.RAW_DATA, *outputs],
-    }
+    summary = _summary(project, raw.source, state, labels, report, [layout.RAW_DATA, *outputs])
     summary["manifest"] = _write_manifest(project, raw, outputs, summary)
     summary["seconds"] = round(time.perf_counter() - started, 3)
 
@@ -369,16 +371,8 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     if cfg.leakage.policy == "warn" and (cross["exact_duplicates"] or cross["near_duplicates"]):
         console.print(f"[yellow]warning:[/] {cross['exact_duplicates']} exact and {cross['near_duplicates']} near "
                       "duplicate(s) sit in two splits (leakage.policy: warn); evaluation scores may be optimistic")
-    where = {
-        "raw data": f"{storage.url(layout.RAW_DATA)} ({summary['raw_data']})",
-        "splits": ", ".join(storage.url(layout.processed_split(s, len(labels))) for s in SPLITS),
-        "labels": storage.url(layout.LABELS),
-        "audit": storage.url(layout.AUDIT),
-        "figures": ", ".join(storage.url(k) for k in figures),
-        "manifest": storage.url(summary["manifest"]),
-    }
-    for what, location in where.items():  # unwrapped, so paths can be copied
-        console.print(f"{what:<10} {location}", soft_wrap=True, markup=False, highlight=False)
+    _print_locations(console, storage, summary, [layout.processed_split(s, len(labels)) for s in SPLITS],
+                     list(figures))
     return summary
 
 
@@ -388,9 +382,43 @@ def _eg(finding: dict[str, Any]) -> str:
     return f" (e.g. rows {', '.join(map(str, examples[0]['rows']))})" if examples else ""
 
 
-def _shuffled(n: int, seed: int) -> list[int]:
-    """A seeded order of the groups, so split files are not sorted by class."""
-    return np.random.default_rng(seed).permutation(n).tolist()
+def _summary(project: Project, source: str, state: str, labels: list[str], report: dict[str, Any],
+             outputs: list[str]) -> dict[str, Any]:
+    exact, near, cross = report["exact_duplicates"], report["near_duplicates"], report["cross_split"]
+    return {
+        "run_id": project.run_id,
+        "input": source,
+        "raw_data": {"new": "written", "same": "unchanged", "differs": "replaced"}[state],
+        "labels": labels,
+        "num_classes": len(labels),
+        "counts": {name: {"total": info["size"], **info["classes"]} for name, info in report["splits"].items()},
+        "audit": {
+            "records_read": report["records_read"],
+            "empty_texts": report["empty_texts"]["count"],
+            "exact_duplicate_groups": exact["groups"],
+            "exact_duplicate_rows": exact["extra_rows"],
+            "label_conflict_groups": report["label_conflicts"]["groups"],
+            "near_duplicate_pairs": near["pairs"],
+            "dropped": report["dropped"],
+            "cross_split_exact": cross["exact_duplicates"],
+            "cross_split_near": cross["near_duplicates"],
+        },
+        "outputs": outputs,
+    }
+
+
+def _print_locations(console: Console, storage: Storage, summary: dict[str, Any], splits: list[str],
+                     figures: list[str]) -> None:
+    where = {
+        "raw data": f"{storage.url(layout.RAW_DATA)} ({summary['raw_data']})",
+        "splits": ", ".join(storage.url(k) for k in splits),
+        "labels": storage.url(layout.LABELS),
+        "audit": storage.url(layout.AUDIT),
+        "figures": ", ".join(storage.url(k) for k in figures),
+        "manifest": storage.url(summary["manifest"]),
+    }
+    for what, location in where.items():  # unwrapped, so paths can be copied
+        console.print(f"{what:<10} {location}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _write_manifest(project: Project, raw: sources.RawData, outputs: list[str], summary: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from multitype.errors import DataError
-from multitype.storage import Storage, is_remote
+from multitype.storage import Storage, is_remote, s3_endpoint, s3_error
 
 FORMATS = ("json", "jsonl", "csv", "parquet", "folder")
 _EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
@@ -268,6 +268,17 @@ def _natural(key: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(key)]
 
 
+def _cat(storage: Storage, keys: list[str]) -> dict[str, bytes]:
+    """Path -> bytes of several files in one call (concurrent GETs on S3), S3 errors as one line."""
+    try:
+        return storage.fs.cat([storage.path(k) for k in keys])
+    except Exception as exc:
+        mapped = s3_error(exc, storage.url(keys[0]), s3_endpoint(storage.endpoint_url)) if storage.remote else None
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
 def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> RawData:
     """Read ``<label>/*.txt`` under ``storage``'s root.
@@ -296,7 +307,7 @@ def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = No
     for start in range(0, len(files), batch):
         keys = files[start:start + batch]
         # one call per batch: s3fs fetches the objects concurrently
-        contents = storage.fs.cat([storage.path(k) for k in keys])
+        contents = _cat(storage, keys)
         for key in keys:
             data = contents[storage.path(key)]
             digest.update(key.encode() + b"\0" + hashlib.sha256(data).digest())
