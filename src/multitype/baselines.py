@@ -83,9 +83,9 @@ def _load_data(project: Project) -> tuple[list[str], dict[str, tuple[list[str], 
     return labels, splits, [layout.LABELS, *(layout.processed_split(s, len(labels)) for s in splits)]
 
 
-def _progress() -> Progress:
+def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
 
 
 def train_baselines(project: Project, models: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -118,7 +118,7 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
     console = Console(stderr=True, soft_wrap=True)
 
     trained: dict[str, tuple[Pipeline, dict[str, Any]]] = {}
-    with _progress() as progress:
+    with _progress(console) as progress:
         task = progress.add_task("TF-IDF features", total=len(names) + 1)
         start = time.perf_counter()
         vectorizer = build_vectorizer(config.tfidf)

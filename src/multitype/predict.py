@@ -197,7 +197,7 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
     chunk = batch_size * 8
     start = time.perf_counter()
     with Progress(TextColumn("predicting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("predict", total=len(texts))
         for i in range(0, len(texts), chunk):
             part_labels, part_scores = predictor.predict(texts[i:i + chunk], batch_size=batch_size)
