@@ -139,9 +139,10 @@ class SeaweedServer:
     keep the same ports and data folder, so objects survive a restart.
     """
 
-    def __init__(self, workdir: Path, binary: str) -> None:
+    def __init__(self, workdir: Path, binary: str, nice: int = 0) -> None:
         self.workdir = workdir
         self.binary = binary
+        self.nice = nice  # >0: run the server at a lower CPU priority (benchmarks)
         self.access_key, self.secret_key = S3_ACCESS_KEY, S3_SECRET_KEY
         self.readonly_access_key, self.readonly_secret_key = S3_READONLY_ACCESS_KEY, S3_READONLY_SECRET_KEY
         self.region = S3_REGION
@@ -175,8 +176,9 @@ class SeaweedServer:
                 "-s3.port.lance=0", "-master.telemetry=false", f"-s3.config={self.workdir / 's3.json'}",
                 *(f"-{name}={port}" for name, port in self.ports.items())]
         log = open(self.workdir / "weed.out", "ab")
+        nice = self.nice
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, preexec_fn=(lambda: os.nice(nice)) if nice else None)
         log.close()
         deadline = _time.monotonic() + timeout
         while _time.monotonic() < deadline:

@@ -5,6 +5,9 @@ change again, and publishes it under a key with :meth:`Storage.put_dir`, which
 writes a ``_COMPLETE`` marker last. For S3 roots this happens on a background
 thread so the training loop goes on; for local roots it is a fast rename-based
 copy done inline. A folder counts as saved only once its marker is written.
+Background uploads run on low-priority threads (their own S3 event loop
+included), so they use the CPU that training leaves free instead of slowing
+its steps.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from multitype.storage import Storage
+from multitype.storage import Storage, lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,9 @@ class FolderPublisher:
         self.storage = storage
         self.background = storage.remote if background is None else background
         self.remove_local = remove_local
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") if self.background else None
+        self._target = storage.detached() if self.background else storage
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish",
+                                        initializer=lower_thread_priority) if self.background else None
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self.seconds_uploading = 0.0
@@ -47,7 +52,7 @@ class FolderPublisher:
 
     def _publish(self, local_dir: Path, key: str, on_done: Callable[[str], None] | None) -> None:
         start = time.perf_counter()
-        self.storage.put_dir(local_dir, key)
+        self._target.put_dir(local_dir, key)
         with self._lock:
             self.seconds_uploading += time.perf_counter() - start
             self.published.append(key)

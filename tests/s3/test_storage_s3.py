@@ -1,0 +1,159 @@
+"""Storage on an s3:// root (SeaweedFS): the same contract as a local root, plus durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from multitype import storage as storage_module
+from multitype.errors import StorageError
+from multitype.storage import COMPLETE_MARKER, Storage
+from multitype.uploader import FolderPublisher
+
+
+@pytest.fixture
+def root(s3_server) -> str:
+    return f"s3://{s3_server.make_bucket('store')}/proj"
+
+
+def bucket_of(url: str) -> str:
+    return url[len("s3://"):].split("/", 1)[0]
+
+
+def make_folder(path: Path, n: int, size: int) -> Path:
+    path.mkdir(parents=True)
+    for i in range(n):
+        (path / f"shard-{i:03d}.bin").write_bytes(os.urandom(size))
+    return path
+
+
+def test_round_trip(root: str, tmp_path: Path) -> None:
+    st = Storage(root)
+    assert not st.exists("data/raw/raw_data.json") and st.listdir("data") == [] and st.walk_files("data") == {}
+    st.write_json("data/raw/raw_data.json", [{"text": "t", "label": "x"}])
+    st.write_text("data/processed/labels.json", '{"x": 0}')
+    assert st.read_json("data/raw/raw_data.json") == [{"text": "t", "label": "x"}]
+    assert st.listdir("data") == ["processed", "raw"] and st.isdir("data/raw")
+    assert sorted(st.walk_files("data")) == ["data/processed/labels.json", "data/raw/raw_data.json"]
+    assert st.get_file("data/processed/labels.json", tmp_path / "labels.json").read_text() == '{"x": 0}'
+    with st.local_dir("data") as local:
+        assert (local / "raw/raw_data.json").is_file()
+    st.rm("data/raw", recursive=True)
+    assert sorted(st.walk_files("data")) == ["data/processed/labels.json"]
+    with pytest.raises(StorageError, match=r"s3://.*/proj/missing.json not found"):
+        st.read_bytes("missing.json")
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/../../b", "/etc/passwd", "s3://other-bucket/x"])
+def test_keys_stay_inside_the_root(root: str, bad: str) -> None:
+    st = Storage(root)
+    with pytest.raises(StorageError):
+        st.write_text(bad, "x")
+    with pytest.raises(StorageError):
+        st.read_text(bad)
+
+
+def test_put_dir_replaces_the_folder_and_marks_it_complete(root: str, tmp_path: Path, s3_server) -> None:
+    st = Storage(root)
+    first = make_folder(tmp_path / "v1", 3, 1000)
+    st.put_dir(first, "models/checkpoints/m-last")
+    assert st.is_complete("models/checkpoints/m-last")
+    second = make_folder(tmp_path / "v2", 1, 500)
+    st.put_dir(second, "models/checkpoints/m-last")
+    assert sorted(st.walk_files("models/checkpoints/m-last")) == [
+        f"models/checkpoints/m-last/{COMPLETE_MARKER}", "models/checkpoints/m-last/shard-000.bin"]
+    assert st.read_bytes("models/checkpoints/m-last/shard-000.bin") == (second / "shard-000.bin").read_bytes()
+    st.put_dir(first, "models/checkpoints/no-marker", marker=False)
+    assert not st.is_complete("models/checkpoints/no-marker")
+
+
+def _start(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=dict(os.environ))
+
+
+def _kill_when(proc: subprocess.Popen[bytes], ready, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_killed_checkpoint_upload_is_never_complete(root: str, tmp_path: Path, s3_server) -> None:
+    st = Storage(root)
+    key = "models/checkpoints/m-epoch1"
+    old = make_folder(tmp_path / "old", 2, 1000)
+    st.put_dir(old, key)  # a complete earlier version is being replaced
+    folder = make_folder(tmp_path / "ckpt", 150, 300_000)
+    proc = _start(f"""
+        from multitype.storage import Storage
+        Storage({root!r}).put_dir({str(folder)!r}, {key!r})
+    """)
+    prefix = f"proj/{key}/shard-1"
+    _kill_when(proc, lambda: any(k.startswith(prefix) for k in s3_server.list_keys(bucket_of(root), prefix)))
+    assert proc.returncode == -signal.SIGKILL
+    uploaded = s3_server.list_keys(bucket_of(root), f"proj/{key}/")
+    assert len(uploaded) < 150, "the upload finished before it could be interrupted"
+    assert not Storage(root).is_complete(key)
+
+
+def test_killed_multipart_upload_leaves_no_object(root: str, tmp_path: Path, s3_server) -> None:
+    big = tmp_path / "model.safetensors"
+    big.write_bytes(os.urandom(120 * 2**20))
+    proc = _start(f"""
+        from multitype import storage
+        storage.MULTIPART_CHUNKSIZE = 5 * 2**20
+        storage.Storage({root!r}).put_file({str(big)!r}, "models/final/m/model.safetensors")
+    """)
+    client = s3_server.client()
+    _kill_when(proc, lambda: client.list_multipart_uploads(Bucket=bucket_of(root)).get("Uploads"))
+    assert proc.returncode == -signal.SIGKILL
+    assert s3_server.list_keys(bucket_of(root), "proj/models/") == []
+    assert not Storage(root).exists("models/final/m/model.safetensors")
+
+
+def test_large_files_go_up_in_parts(root: str, tmp_path: Path, s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_module, "MULTIPART_CHUNKSIZE", 5 * 2**20)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * 2**20))
+    st = Storage(root)
+    st.put_file(big, "models/final/m/big.bin")
+    head = s3_server.client().head_object(Bucket=bucket_of(root), Key="proj/models/final/m/big.bin")
+    assert head["ETag"].strip('"').endswith("-3") and head["ContentLength"] == 12 * 2**20
+    assert st.get_file("models/final/m/big.bin", tmp_path / "back.bin").read_bytes() == big.read_bytes()
+
+
+def test_publisher_streams_in_background_and_reports_failures(root: str, tmp_path: Path, s3_server,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    st = Storage(root)
+    publisher = FolderPublisher(st)
+    assert publisher.background
+    publisher.publish(make_folder(tmp_path / "e1", 3, 10_000), "models/checkpoints/m-epoch1")
+    publisher.wait()
+    assert st.is_complete("models/checkpoints/m-epoch1") and not (tmp_path / "e1").exists()
+    if sys.platform == "linux":  # the upload's event loop runs at a lower CPU priority than training
+        io = [t for t in threading.enumerate() if t.name == "multitype-background-io"]
+        stat = Path(f"/proc/self/task/{io[0].native_id}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[16]) >= min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    failing = FolderPublisher(Storage(root))
+    failing.storage.check()
+    s3_server.stop()
+    try:
+        failing.publish(make_folder(tmp_path / "e2", 3, 10_000), "models/checkpoints/m-epoch2")
+        with pytest.raises(StorageError, match="cannot reach|did not answer"):
+            failing.wait()
+    finally:
+        failing.close(wait=False)
+        s3_server.start()
+    assert (tmp_path / "e2").is_dir()  # not removed: it was never published
+    assert not st.is_complete("models/checkpoints/m-epoch2")
