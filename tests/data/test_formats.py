@@ -145,3 +145,18 @@ def test_no_validation_split(records, cli, set_data_config, tmp_path):
     sizes = {s: len(read_split(root, s, 4)) for s in ("train", "val", "test")}
     assert sizes == {"train": 43, "val": 0, "test": 5}
     assert (root / "data/processed/val_4class.csv").read_text() == "text,label\n"
+
+
+def test_library_call_returns_a_summary(records, config_dir, tmp_path):
+    from multitype.data.prepare import prepare
+    from multitype.project import open_project
+
+    project = open_project(str(tmp_path / "root"), str(config_dir), "prepare")
+    summary = prepare(project, input=str(write_csv(tmp_path / "in.csv", records)))
+    assert summary["labels"] == CLASSES and summary["num_classes"] == 4
+    assert sum(c["total"] for c in summary["counts"].values()) == len(records)
+    for counts in summary["counts"].values():
+        assert set(counts["classes"]) == set(CLASSES) and sum(counts["classes"].values()) == counts["total"]
+    assert summary["audit"]["exact_duplicate_rows"] == 0 and summary["audit"]["cross_split_near"] == 0
+    assert "data/processed/audit.json" in summary["outputs"] and summary["manifest"].startswith("runs/")
+    assert summary["raw_data"] == "written"

@@ -320,15 +320,18 @@ def cross_split(audit: Audit, records: Sequence[dict[str, str]], split_of: np.nd
     np.bitwise_or.at(unit_mask, audit.unit_of[kept], 1 << split_of[kept])
     both = unit_mask[audit.near_i] | unit_mask[audit.near_j]
     crossing = (unit_mask[audit.near_i] > 0) & (unit_mask[audit.near_j] > 0) & ((both & (both - 1)) > 0)
-    near_examples = [
-        {"rows": [row_number(records, audit.members[int(i)][0]), row_number(records, audit.members[int(j)][0])],
-         "similarity": round(float(s), 4), "splits": _splits(int(m)), "texts": [snippet(records[audit.members[int(i)][0]]["text"]),
-                                              snippet(records[audit.members[int(j)][0]]["text"])]}
-        for i, j, s, m in list(zip(audit.near_i[crossing], audit.near_j[crossing], audit.near_sim[crossing],
-                                   both[crossing]))[:N_EXAMPLES]
-    ]
+    near_examples = [{**_pair(audit, records, i, j, s), "splits": _splits(int(m))}
+                     for i, j, s, m in list(zip(audit.near_i[crossing], audit.near_j[crossing],
+                                                audit.near_sim[crossing], both[crossing]))[:N_EXAMPLES]]
     return {"exact_duplicates": exact, "near_duplicates": int(crossing.sum()),
             "exact_examples": exact_examples, "near_examples": near_examples}
+
+
+def _pair(audit: Audit, records: Sequence[dict[str, str]], i: Any, j: Any, sim: Any) -> dict[str, Any]:
+    """One near-duplicate pair of units as an example: rows, similarity, labels, snippets."""
+    first = [audit.members[int(i)][0], audit.members[int(j)][0]]
+    return {"rows": [row_number(records, r) for r in first], "similarity": round(float(sim), 4),
+            "labels": [records[r]["label"] for r in first], "texts": [snippet(records[r]["text"]) for r in first]}
 
 
 def _splits(mask: int) -> list[str]:
@@ -365,14 +368,7 @@ def findings(audit: Audit, records: Sequence[dict[str, str]]) -> dict[str, Any]:
             "clusters": len(clusters),
             "texts_in_clusters": sum(len(c) for c in clusters),
             "mixed_label_clusters": sum(1 for c in clusters if len({audit.labels[u][0] for u in c}) > 1),
-            "examples": [
-                {"rows": [row_number(records, audit.members[int(i)][0]),
-                          row_number(records, audit.members[int(j)][0])],
-                 "similarity": round(float(s), 4),
-                 "labels": [audit.labels[int(i)][0], audit.labels[int(j)][0]],
-                 "texts": [snippet(records[audit.members[int(i)][0]]["text"]),
-                           snippet(records[audit.members[int(j)][0]]["text"])]}
-                for i, j, s in list(zip(audit.near_i, audit.near_j, audit.near_sim))[:N_EXAMPLES]
-            ],
+            "examples": [_pair(audit, records, i, j, s)
+                         for i, j, s in list(zip(audit.near_i, audit.near_j, audit.near_sim))[:N_EXAMPLES]],
         },
     }

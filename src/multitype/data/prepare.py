@@ -391,7 +391,8 @@ def _summary(project: Project, source: str, state: str, labels: list[str], repor
         "raw_data": {"new": "written", "same": "unchanged", "differs": "replaced"}[state],
         "labels": labels,
         "num_classes": len(labels),
-        "counts": {name: {"total": info["size"], **info["classes"]} for name, info in report["splits"].items()},
+        "counts": {name: {"total": info["size"], "classes": info["classes"]}
+                   for name, info in report["splits"].items()},
         "audit": {
             "records_read": report["records_read"],
             "empty_texts": report["empty_texts"]["count"],
@@ -424,6 +425,6 @@ def _print_locations(console: Console, storage: Storage, summary: dict[str, Any]
 def _write_manifest(project: Project, raw: sources.RawData, outputs: list[str], summary: dict[str, Any]) -> str:
     from multitype.manifest import write_manifest
 
+    brief = {k: summary[k] for k in ("input", "raw_data", "labels", "counts", "audit")}
     return write_manifest(project, inputs=[layout.RAW_DATA], outputs=outputs,
-                          external_inputs={raw.source: raw.sha256},
-                          extra={"prepare": {k: summary[k] for k in ("input", "raw_data", "labels", "counts", "audit")}})
+                          external_inputs={raw.source: raw.sha256}, extra={"prepare": brief})
