@@ -85,13 +85,12 @@ def parallel(
 ) -> None:
     """One training process per GPU (queued when models outnumber GPUs; one after another on CPU)."""
     proj = project("train parallel", root, config_dir)
-    from multitype.transformer.parallel import train_parallel
+    from multitype.transformer.parallel import summary_table, train_parallel
 
     names = [name for value in [models, *ctx.args] for name in split_names(value) or []]
-    results = train_parallel(proj, names, overrides=_overrides(
+    rows = train_parallel(proj, names, overrides=_overrides(
         num_epochs=num_epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
-        max_steps=max_steps, max_train_samples=max_train_samples, precision=precision), resume=resume,
-        config_dir=config_dir)
-    failed = [r for r in results if r["exit_code"] != 0]
-    if failed:
+        max_steps=max_steps, max_train_samples=max_train_samples, precision=precision), resume=resume)
+    console.print(summary_table(rows))
+    if any(row["exit_code"] != 0 for row in rows):
         raise typer.Exit(1)

@@ -186,6 +186,11 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
         point.load_weights(model)
         point.load_training_state(optimizer, scheduler, scaler)
         state = TrainState(**{k: v for k, v in point.state["train_state"].items() if k in TrainState.__dataclass_fields__})
+        saved_world = int(point.state.get("world_size", 1))
+        if saved_world != rt.world_size:  # same examples done, counted in this run's iterations
+            caution(f"resuming a {saved_world}-process checkpoint with {rt.world_size} process(es): the data order "
+                    f"continues from the same example, the step count and schedule are recomputed")
+            state.iteration = state.iteration * saved_world // rt.world_size
         point.close()
     if rt.distributed:
         torch.manual_seed(seed + 1000 * rt.rank)  # different dropout masks per process
