@@ -44,4 +44,5 @@ def open_project(root: str | None, config_dir: str, command: str, endpoint_url: 
     resolved = resolve_root(root, configs)
     if not is_remote(resolved) and not os.path.exists(resolved):
         os.makedirs(resolved)
-    return Project(storage=Storage(resolved, endpoint_url=endpoint), configs=configs, command=command)
+    storage = Storage(resolved, endpoint_url=endpoint, profile=configs.project.aws.profile)
+    return Project(storage=storage, configs=configs, command=command)

@@ -126,7 +126,8 @@ def _client_config(connect_timeout: float, read_timeout: float, max_attempts: in
 def storage_options(url: str, endpoint_url: str | None = None, profile: str | None = None) -> dict[str, Any]:
     """fsspec options for ``url``: endpoint, profile, retries and timeouts for S3.
 
-    Retries are botocore's (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``). Timeouts: ``MULTITYPE_S3_CONNECT_TIMEOUT`` (10 s) and ``MULTITYPE_S3_READ_TIMEOUT`` (60 s).
+    Retries are botocore's (``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``); timeouts
+    come from ``MULTITYPE_S3_CONNECT_TIMEOUT`` (10 s) and ``MULTITYPE_S3_READ_TIMEOUT`` (60 s).
     """
     if not url.startswith("s3://"):
         return {}
@@ -226,8 +227,15 @@ def _single_pass(fs: Any) -> Any:
 
 # --- S3 errors -> one line ---------------------------------------------------
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-                     "TokenRefreshRequired", "InvalidClientTokenId", "AuthorizationHeaderMalformed"}
+                     "TokenRefreshRequired", "InvalidClientTokenId"}
 _DENIED_CODES = {"AccessDenied", "403", "AllAccessDisabled", "AccountProblem", "Forbidden"}
+# the IAM action an S3 API call needs, for "access denied" messages
+_ACTIONS = {"ListObjectsV2": "s3:ListBucket", "ListObjects": "s3:ListBucket", "HeadObject": "s3:GetObject",
+            "GetObject": "s3:GetObject", "PutObject": "s3:PutObject", "CreateMultipartUpload": "s3:PutObject",
+            "UploadPart": "s3:PutObject", "CompleteMultipartUpload": "s3:PutObject",
+            "DeleteObject": "s3:DeleteObject", "DeleteObjects": "s3:DeleteObject",
+            "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+            "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration"}
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -273,15 +281,17 @@ def s3_error(exc: BaseException, url: str, endpoint: str | None = None) -> Stora
                 return StorageError(f"S3 rejected the credentials for {url} ({code}); check AWS_ACCESS_KEY_ID/"
                                     "AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
             if code in _DENIED_CODES:
-                return StorageError(f"access denied to {url} ({op}); ask for s3 permissions on that "
-                                    "prefix or use credentials that have them")
+                action = _ACTIONS.get(op, f"the permission for {op}")
+                return StorageError(f"access denied to {url} ({op}); grant {action} on that prefix "
+                                    "or use credentials that have it")
             if code == "InvalidBucketName":
                 return StorageError(f"'{bucket}' is not a valid S3 bucket name ({url})")
             if code in ("NoSuchKey", "404", "NotFound"):
                 return None
-            if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+            if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed",
+                        "IllegalLocationConstraintException"):
                 return StorageError(f"bucket '{bucket}' is in another region ({code}); set AWS_DEFAULT_REGION "
-                                    "or aws.region to the bucket's region")
+                                    "to the bucket's region")
             message = error.get("Message") or str(err)
             return StorageError(f"S3 {op} failed for {url}: {code} {message}".strip())
     return None
