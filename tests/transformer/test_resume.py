@@ -179,3 +179,31 @@ def test_checkpoint_of_another_model_is_refused_and_kept(trained, tmp_path: Path
     assert result.exit_code == 2
     assert "was trained from model 'minilm', not" in result.stderr and "--resume never" in result.stderr
     assert snapshot(root / CKPT) == before
+
+
+def test_resume_never_starts_over_and_replaces_the_old_checkpoints(trained, tmp_path: Path, cli) -> None:
+    reference, configs = trained
+    root = write_processed(tmp_path / "root")
+    link_checkpoints(reference, root, ("epoch1", "epoch2", "last", "best"))
+    result = cli(*train_args(root, configs, "--resume", "never", "--max-steps", "1"))
+    assert result.exit_code == 0, result.stderr
+    assert "resuming" not in result.stderr
+    names = sorted(p.name for p in (root / CKPT).iterdir() if not p.name.startswith("."))
+    assert names == ["minilm-best", "minilm-epoch1"]
+    assert checkpoint.verify(root / CKPT / "minilm-epoch1")["global_step"] == 1
+    assert json.loads((root / "results/transformer/minilm_metrics.json").read_text())["global_step"] == 1
+
+
+def test_the_checkpoints_seed_and_settings_win_with_a_warning(trained, tmp_path: Path, cli) -> None:
+    reference, _ = trained
+    root = write_processed(tmp_path / "root")
+    link_checkpoints(reference, root, ("epoch2", "best"))  # a finished run: resuming only re-evaluates
+    configs = write_configs(tmp_path / "configs", transformer=transformer_yaml(batch_size=4, seed=7))
+    result = cli(*train_args(root, configs, "--max-length", "32"))
+    assert result.exit_code == 0, result.stderr
+    assert "the checkpoint's seed 42 wins over 7" in result.stderr
+    assert "the checkpoint's batch_size=8 wins over 4" in result.stderr
+    assert "the checkpoint's max_length=64 wins over 32" in result.stderr
+    record = json.loads((root / "results/transformer/minilm_metrics.json").read_text())
+    assert record["seed"] == 42 and record["params"]["batch_size"] == 8 and record["params"]["max_length"] == 64
+    assert record["accuracy"] == json.loads((reference / "results/transformer/minilm_metrics.json").read_text())["accuracy"]

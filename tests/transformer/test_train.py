@@ -83,3 +83,24 @@ def test_final_model_loads_with_plain_transformers(trained: tuple[Path, Path]) -
     accuracy = sum(model.config.id2label[p] == y for p, y in zip(preds, test["label"])) / len(test)
     record = json.loads((root / "results/transformer/minilm_metrics.json").read_text())
     assert abs(accuracy - record["accuracy"]) < 1e-9
+
+
+def test_early_stopping_with_accumulation_class_weights_and_gradient_checkpointing(tmp_path: Path, cli) -> None:
+    """A learning rate too small to change any prediction: val macro-F1 never improves, so patience 1 stops
+    the 3-epoch run after epoch 2 (2 optimizer steps an epoch: 3 batches, 2 accumulated per step)."""
+    from tests.conftest import write_configs
+    from tests.transformer.conftest import train_args, transformer_yaml, write_processed
+
+    root = write_processed(tmp_path / "root")
+    configs = write_configs(tmp_path / "configs", transformer=transformer_yaml(
+        num_epochs=3, learning_rate=1e-9, early_stopping_patience=1, gradient_accumulation_steps=2,
+        class_weights="balanced", gradient_checkpointing=True))
+    result = cli(*train_args(root, configs))
+    assert result.exit_code == 0, result.stderr
+    assert "early stopping: no improvement of val macro_f1 for 1 epoch(s)" in result.stderr
+    assert "batch 8 x 2 accumulation" in result.stderr
+    record = json.loads((root / "results/transformer/minilm_metrics.json").read_text())
+    assert record["epochs_trained"] == 2 and record["global_step"] == 4 and record["best_epoch"] == 1
+    assert record["history"][0]["val_macro_f1"] == record["history"][1]["val_macro_f1"]
+    assert record["params"]["class_weights"] == "balanced" and record["params"]["gradient_checkpointing"] is True
+    assert checkpoint.verify(root / "models/checkpoints/minilm-best", checkpoint.WEIGHT_FILES)["global_step"] == 2

@@ -187,3 +187,16 @@ def load_classifier(source: ModelSource, label_names: Sequence[str]) -> Any:
                 raise
         # an architecture without SDPA support keeps its default attention
         return _from_pretrained(AutoModelForSequenceClassification, source, "weights", **kwargs)
+
+
+def enable_activation_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass (non-reentrant) to save memory.
+
+    transformers 5 renamed ``gradient_checkpointing_enable`` to
+    ``activation_checkpointing_enable``; use whichever the installed version has.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

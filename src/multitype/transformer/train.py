@@ -174,7 +174,7 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
     _seed_everything(seed)
     model = models.load_classifier(source, label_names)
     if params.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        models.enable_activation_checkpointing(model)
     model.to(rt.device)
     optimizer = _optimizer(model, params, rt.device)
     from transformers import get_linear_schedule_with_warmup
@@ -207,9 +207,21 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
     written: set[str] = set()
     fresh = point is None
 
+    overhead = 0.0  # seconds spent writing checkpoints and evaluating, left out of samples/s
+    # the epoch's loss is summed on the device and read back only now and then (a read is a GPU sync)
+    loss_acc = torch.zeros((), dtype=torch.float64, device=rt.device)
+
+    def read_loss() -> float:
+        state.epoch_loss_sum += float(loss_acc)
+        loss_acc.zero_()
+        return state.train_loss()
+
     def save(tag: str, with_training_state: bool = True) -> None:
+        nonlocal overhead
+        read_loss()
         if publisher is None:
             return
+        started = time.perf_counter()
         key = layout.checkpoint(slug, tag)
         written.add(key)
         meta = {"tag": tag, "model_name": params.model_name, "model_identity": source.identity,
@@ -219,6 +231,7 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
         checkpoint.save_checkpoint(publisher, key, model, meta,
                                    *((optimizer, scheduler, scaler) if with_training_state else ()),
                                    on_done=lambda done: _after_publish(done))
+        overhead += time.perf_counter() - started
 
     def _after_publish(done: str) -> None:
         nonlocal fresh
@@ -239,9 +252,12 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
 
     bar = tqdm(total=total_steps, initial=state.global_step, desc=slug, file=sys.stderr, mininterval=1.0,
                dynamic_ncols=True, disable=not rt.is_main)
-    loop_started = time.perf_counter()
-    compute_seconds, compute_samples = 0.0, 0
-    last_save = time.monotonic()
+    loop_started = run_started = time.perf_counter()
+    compute_samples = 0
+
+    def samples_per_s() -> float:  # training only: evaluation and checkpoint writing excluded
+        return compute_samples / max(time.perf_counter() - run_started - overhead, 1e-9)
+    last_save = last_postfix = time.monotonic()
     try:
         while not state.finished:
             plan = sampler.rank_batches(state.epoch)
@@ -252,7 +268,6 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
                 # one optimizer step over a group of up to `accum` batches, loss normalised by its weight
                 group = plan[state.iteration:state.iteration + accum]
                 group_weight = float(sum(class_weights[data.train.labels[i]] for idx in group for i in idx))
-                tick = time.perf_counter()
                 for n, idx in enumerate(group):
                     batch = {k: v.to(rt.device, non_blocking=True)
                              for k, v in batches.collate(data.train, idx, pad_id, multiple_of).items()}
@@ -264,7 +279,7 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
                         per_example = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
                         weights = _example_weights(class_weights, batch["labels"])
                         scaler.scale((per_example * weights).sum() / group_weight).backward()
-                    state.epoch_loss_sum += float(per_example.detach().sum())
+                    loss_acc += per_example.detach().sum()
                     state.epoch_examples += len(idx)
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), params.max_grad_norm)
@@ -273,17 +288,18 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 samples = sum(len(idx) for idx in group) * rt.world_size
-                compute_seconds += time.perf_counter() - tick
                 compute_samples += samples
                 state.iteration += len(group)
                 state.global_step += 1
                 state.samples_seen += samples
                 bar.update(1)
-                bar.set_postfix(loss=f"{state.train_loss():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                samples_s=f"{compute_samples / max(compute_seconds, 1e-9):.1f}", refresh=False)
+                if rt.is_main and time.monotonic() - last_postfix > 2.0:
+                    last_postfix = time.monotonic()
+                    bar.set_postfix(loss=f"{read_loss():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                    samples_s=f"{samples_per_s():.1f}", refresh=False)
                 if rt.is_main and state.global_step % _LOG_EVERY_STEPS == 0:
                     metric("step", state.global_step)
-                    metric("train_loss", state.train_loss())
+                    metric("train_loss", read_loss())
                     metric("learning_rate", scheduler.get_last_lr()[0])
                 stopping = rt.any_rank(interrupts.stop_requested() is not None)
                 epoch_ends = state.iteration >= len(plan) or state.global_step >= total_steps
@@ -296,11 +312,13 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
                 _stop(save, state, loop_started, publisher, interrupts.stop_requested() or "a stop request", say)
 
             # -- end of epoch (or of the step budget): evaluate, keep the best, maybe stop early ----
+            started = time.perf_counter()
             result = _evaluate(model, data.val, data.labels, params, rt, precision, pad_id, multiple_of)
+            overhead += time.perf_counter() - started
             if rt.any_rank(result is None):
                 _stop(save, state, loop_started, publisher, interrupts.stop_requested() or "a stop request", say)
             entry = {"epoch": state.epoch + 1, "global_step": state.global_step,
-                     "train_loss": state.train_loss(), **(result or {})}
+                     "train_loss": read_loss(), **(result or {})}
             state.history.append(entry)
             value = rt.from_main(result[f"val_{params.metric}"] if result and "val_loss" in result else None)
             improved = value is None or state.best_value is None or value > state.best_value
@@ -330,6 +348,9 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
                 save("best", with_training_state=False)  # before the epoch checkpoint that refers to it
             save(f"epoch{state.epoch}")
             last_save = time.monotonic()
+        if rt.device.type == "cuda":
+            torch.cuda.synchronize(rt.device)
+        throughput = samples_per_s() if compute_samples else 0.0
     except torch.cuda.OutOfMemoryError:
         raise ModelError(f"CUDA out of memory with --batch-size {params.batch_size} and --max-length "
                          f"{params.max_length}; lower one of them, or set gradient_checkpointing: true in "
@@ -357,12 +378,12 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
             speed = speed_ if name == "test" else speed
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")
-    throughput = compute_samples / compute_seconds if compute_seconds else 0.0
     record = metrics_record(
         params.model_name, "transformer", label_names, splits, project.run_id, state.train_seconds, speed,
         slug=slug, train_samples_per_s=round(throughput, 2), peak_memory_mb=round(runtime.peak_memory_mb(rt.device), 1),
         num_parameters=sum(p.numel() for p in model.parameters()), precision=precision, device=rt.describe(),
         world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
+        train_samples=state.samples_seen,
         best_epoch=state.best_epoch, seed=seed, history=state.history, params=params.model_dump(mode="json"),
     )
     if rt.is_main:
