@@ -15,6 +15,7 @@ import tempfile
 import time
 from typing import Any, Sequence
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.linear_model import LogisticRegression
@@ -47,9 +48,13 @@ def check_models(models: Sequence[str] | None) -> list[str]:
 
 
 def build_vectorizer(tfidf: TfidfConfig) -> FastTfidfVectorizer:
-    """The TF-IDF step configured by ``models_baseline.yaml: tfidf``."""
+    """The TF-IDF step configured by ``models_baseline.yaml: tfidf``.
+
+    float32 features: LogisticRegression keeps them (about 2x faster fits, same
+    accuracy on BBC News and the benchmark); LinearSVC converts internally.
+    """
     return FastTfidfVectorizer(ngram_range=tuple(tfidf.ngram_range), min_df=tfidf.min_df,
-                               max_features=tfidf.max_features, sublinear_tf=tfidf.sublinear_tf)
+                               max_features=tfidf.max_features, sublinear_tf=tfidf.sublinear_tf, dtype=np.float32)
 
 
 def build_classifier(name: str, config: BaselineConfig, seed: int) -> Any:
