@@ -95,8 +95,9 @@ def multitype_cmd(direction: str, local: Path, remote: str, *extra: str) -> list
 
 
 def aws_cmd(src: str, dest: str, server: SeaweedServer, *extra: str) -> list[str]:
+    # multitype's local state folder is not part of the tree (as a user of both tools would exclude it)
     return [str(aws_cli()), "s3", "sync", src, dest, "--endpoint-url", server.endpoint_url, "--only-show-errors",
-            *extra]
+            "--exclude", ".multitype/*", *extra]
 
 
 def bench_push(server: SeaweedServer, tree: Path, rounds: int, env: dict[str, str]) -> dict:

@@ -483,9 +483,13 @@ def _transfer(direction: Direction, keys: list[str], local_root: Path, local_tre
             result.bytes += size
             bar.update(size)
 
+    def size(key: str) -> int:
+        return local_tree[key].size if direction == "push" else remote_tree[key].size
+
     try:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"sync-{direction}") as pool:
-            futures: list[Future[None]] = [pool.submit(one, key) for key in keys]
+            # largest first: a big file's parts then overlap the many small files
+            futures: list[Future[None]] = [pool.submit(one, key) for key in sorted(keys, key=size, reverse=True)]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for fut in pending:
                 fut.cancel()
