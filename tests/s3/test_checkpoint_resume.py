@@ -16,8 +16,9 @@ import pytest
 from multitype.storage import Storage
 from multitype.sync import sync
 from multitype.transformer import checkpoint
+from tests.conftest import write_configs
 from tests.transformer.conftest import (SUBPROCESS_ENV, one_thread, train_args,  # noqa: F401  (fixtures)
-                                        trained, write_processed)
+                                        trained, transformer_yaml, write_processed)
 from tests.transformer.test_resume import assert_same_result
 
 CKPT = "models/checkpoints"
@@ -25,7 +26,10 @@ CKPT = "models/checkpoints"
 
 def test_killed_on_s3_then_resumed_on_an_empty_disk(trained, tmp_path: Path, cli, s3_server,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    reference, configs = trained  # the same run, uninterrupted, on a local root
+    reference, _ = trained  # the same run, uninterrupted, on a local root
+    # epoch checkpoints only: each is ~270 MB (weights + AdamW state) to upload
+    configs = write_configs(tmp_path / "configs", transformer=transformer_yaml(
+        checkpoint={"every_steps": None, "every_minutes": None, "keep_last_epochs": 1}))
     bucket = s3_server.make_bucket("spot")
     root = f"s3://{bucket}/proj"
     sync("push", write_processed(tmp_path / "prepared"), root, only="data")
@@ -35,7 +39,7 @@ def test_killed_on_s3_then_resumed_on_an_empty_disk(trained, tmp_path: Path, cli
     proc = subprocess.Popen([sys.executable, "-m", "multitype", *train_args(root, configs)],
                             env={**os.environ, **SUBPROCESS_ENV, "TMPDIR": str(first_disk)},
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "first.err", "wb"))
-    marker = f"proj/{CKPT}/minilm-last/_COMPLETE"
+    marker = f"proj/{CKPT}/minilm-epoch1/_COMPLETE"
     deadline = time.monotonic() + 300
     try:
         while marker not in s3_server.list_keys(bucket, f"proj/{CKPT}/"):
@@ -47,7 +51,7 @@ def test_killed_on_s3_then_resumed_on_an_empty_disk(trained, tmp_path: Path, cli
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     storage = Storage(root)
-    assert storage.is_complete(f"{CKPT}/minilm-last")
+    assert storage.is_complete(f"{CKPT}/minilm-epoch1")
     assert not storage.exists("models/final/minilm/model.safetensors")
     shutil.rmtree(first_disk)  # nothing of the first machine survives
 
@@ -56,7 +60,7 @@ def test_killed_on_s3_then_resumed_on_an_empty_disk(trained, tmp_path: Path, cli
     monkeypatch.setattr(tempfile, "tempdir", str(second_disk))
     monkeypatch.chdir(second_disk)
     point = checkpoint.find_resume_point(storage, "minilm", warn=lambda m: None)
-    assert point is not None and point.state["global_step"] >= 2
+    assert point is not None and point.state["global_step"] >= 3
     point.close()
     result = cli(*train_args(root, configs))
     assert result.exit_code == 0, result.stderr
