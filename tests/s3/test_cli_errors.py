@@ -162,3 +162,17 @@ def test_bad_options(cli, tmp_path: Path) -> None:
     assert_one_line_exit_2(cli("sync", "push", "--local", tmp_path, "--remote", "s3://bucket-x/p", "--only", "weights"),
                            "unknown group", "'weights'")
     assert_one_line_exit_2(cli("sync", "push", "--jobs", "0", "--remote", "s3://bucket-x/p"), "--jobs")
+
+
+@pytest.mark.parametrize("command", [("prepare",), ("train", "baseline"), ("report",)])
+def test_pipeline_commands_on_a_bad_s3_root(cli, command, config_dir: Path, s3_server,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = cli(*command, "--root", "s3://no-such-bucket-here/p", "--config-dir", config_dir)
+    assert_one_line_exit_2(missing, "bucket 'no-such-bucket-here' does not exist")
+    assert_one_line_exit_2(cli(*command, "--root", "s3://Not_A_Bucket/p", "--config-dir", config_dir),
+                           "not a valid S3 bucket name")
+    bucket = s3_server.make_bucket("badroot")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    assert_one_line_exit_2(cli(*command, "--root", f"s3://{bucket}/p", "--config-dir", config_dir),
+                           "rejected the credentials")
+    assert s3_server.list_keys(bucket) == []
