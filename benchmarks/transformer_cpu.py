@@ -16,8 +16,10 @@ root), evaluated on the same val split:
 
 All three use the same learning rate, warm-up, weight decay, seed and batch
 size; tokenisation and model loading are outside the timed part. samples/s =
-training examples x epochs / training wall time (ours includes its per-epoch
-validation and checkpoint writing, so the comparison is conservative for us).
+training examples x epochs / training wall time. The headline ratios compare
+training steps only (our loop's samples/s without its per-epoch validation and
+checkpoint writing, which the Trainer runs here do not do); the
+``*_end_to_end`` ratios include them.
 Results go to ``benchmarks/results/transformer_cpu.json``. Never run by ``make test``.
 """
 
@@ -121,6 +123,19 @@ def run_trainer(root: Path, args: argparse.Namespace, best: bool) -> dict[str, A
             "sampler": "group_by_length" if best else "random"}
 
 
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Speed-ups of our loop: training steps only (like for like: the Trainer runs neither evaluation nor
+    checkpoints here) and end to end (ours including its per-epoch validation and checkpoint writing)."""
+    out = {}
+    if "ours" in results:
+        for other in ("trainer_a", "trainer_b"):
+            if other in results:
+                theirs = results[other]["samples_per_s"]
+                out[f"ours_vs_{other}"] = round(results["ours"]["samples_per_s_compute_only"] / theirs, 3)
+                out[f"ours_vs_{other}_end_to_end"] = round(results["ours"]["samples_per_s"] / theirs, 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-samples", type=int, default=256, help="training examples (stratified subset)")
@@ -158,10 +173,7 @@ def main() -> None:
         "results": results,
         "targets": {"ours_vs_trainer_a": 2.0, "ours_vs_trainer_b": 1.2},
     }
-    if "ours" in results:
-        for other in ("trainer_a", "trainer_b"):
-            if other in results:
-                report[f"ours_vs_{other}"] = round(results["ours"]["samples_per_s"] / results[other]["samples_per_s"], 3)
+    report.update(ratios(results))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k.startswith("ours_vs")} or results, indent=2))

@@ -226,8 +226,16 @@ def main() -> None:
                 result["tflops_per_s"] = epoch_flops / result["epoch_seconds_at_this_rate"] / 1e12
                 result["mfu"] = result["tflops_per_s"] / peak if peak else None
 
+    reference = BertConfig(num_labels=len(LABELS))
+    with torch.device("meta"):
+        base = AutoModelForSequenceClassification.from_config(reference)
+    base_non_embedding = sum(p.numel() for n, p in base.named_parameters() if "embeddings" not in n)
     report = {
         "benchmark": "transformer_gpu",
+        "bert_base_reference": {
+            "non_embedding_parameters": base_non_embedding,
+            "flops_per_sample_seq128": flops_per_sample(reference, base_non_embedding, 128),
+            "samples_per_s_at_40pct_mfu_h100": 0.4 * 989e12 / flops_per_sample(reference, base_non_embedding, 128)},
         "status": ("measured on " + gpu) if cuda and not args.smoke else
                   "PENDING: no GPU in this session; these are CPU smoke-test numbers of a tiny config, not GPU figures",
         "model": {"shape": "BERT-base (BertConfig defaults)" if not args.smoke else "tiny (smoke)",

@@ -71,6 +71,7 @@ class TrainState:
     best_step: int | None = None
     epochs_without_improvement: int = 0
     finished: bool = False
+    samples_per_s: float = 0.0     # training throughput of the latest process that trained
     epoch_loss_sum: float = 0.0    # training loss summed over this epoch's examples so far
     epoch_examples: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -219,6 +220,8 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
     def save(tag: str, with_training_state: bool = True) -> None:
         nonlocal overhead
         read_loss()
+        if compute_samples:
+            state.samples_per_s = samples_per_s()
         if publisher is None:
             return
         started = time.perf_counter()
@@ -250,14 +253,16 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
         f"{precision} on {rt.describe()}")
     from tqdm import tqdm
 
+    # a live bar on a terminal; in log files (SageMaker, EC2, train parallel) a plain line every 30 s
+    interactive = sys.stderr.isatty()
     bar = tqdm(total=total_steps, initial=state.global_step, desc=slug, file=sys.stderr, mininterval=1.0,
-               dynamic_ncols=True, disable=not rt.is_main)
+               dynamic_ncols=True, disable=not (rt.is_main and interactive))
     loop_started = run_started = time.perf_counter()
     compute_samples = 0
 
     def samples_per_s() -> float:  # training only: evaluation and checkpoint writing excluded
         return compute_samples / max(time.perf_counter() - run_started - overhead, 1e-9)
-    last_save = last_postfix = time.monotonic()
+    last_save = last_postfix = last_line = time.monotonic()
     try:
         while not state.finished:
             plan = sampler.rank_batches(state.epoch)
@@ -295,8 +300,12 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
                 bar.update(1)
                 if rt.is_main and time.monotonic() - last_postfix > 2.0:
                     last_postfix = time.monotonic()
-                    bar.set_postfix(loss=f"{read_loss():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                    samples_s=f"{samples_per_s():.1f}", refresh=False)
+                    loss, lr = read_loss(), scheduler.get_last_lr()[0]
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_s():.1f}", refresh=False)
+                    if not interactive and time.monotonic() - last_line > 30.0:
+                        last_line = time.monotonic()
+                        say(f"step {state.global_step}/{total_steps} (epoch {state.epoch + 1}): loss {loss:.4f}, "
+                            f"lr {lr:.2e}, {samples_per_s():.1f} samples/s")
                 if rt.is_main and state.global_step % _LOG_EVERY_STEPS == 0:
                     metric("step", state.global_step)
                     metric("train_loss", read_loss())
@@ -350,7 +359,7 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
             last_save = time.monotonic()
         if rt.device.type == "cuda":
             torch.cuda.synchronize(rt.device)
-        throughput = samples_per_s() if compute_samples else 0.0
+        throughput = samples_per_s() if compute_samples else state.samples_per_s
     except torch.cuda.OutOfMemoryError:
         raise ModelError(f"CUDA out of memory with --batch-size {params.batch_size} and --max-length "
                          f"{params.max_length}; lower one of them, or set gradient_checkpointing: true in "
@@ -370,12 +379,13 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
         best.load_weights(model)
     finally:
         best.close()
-    splits, speed = {}, 0.0
+    splits: dict[str, dict[str, Any]] = {}
+    speed = 0.0
     for name, split in (("val", data.val), ("test", data.test)):
         if len(split):
             preds, _, speed_ = _predict(model, split, _eval_batch_size(params), rt, precision, pad_id, multiple_of)
             splits[name] = classification_metrics(split.labels, preds, label_names)
-            speed = speed_ if name == "test" else speed
+            speed = speed_  # the test split's when there is one
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")
     record = metrics_record(
