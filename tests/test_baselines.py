@@ -20,6 +20,7 @@ from multitype import layout
 from multitype.errors import ModelError
 from multitype.evaluate import SUMMARY_COLUMNS
 from multitype.predictor import MODEL_JSON, SKOPS_FILE, TRUSTED_TYPES, load_predictor, load_sklearn_pipeline
+from multitype import tfidf
 from multitype.tfidf import FastTfidfVectorizer
 from tests.bbc_processed import copy_root, processed_root, trained_root
 from tests.conftest import bbc_data_dir, make_bbc_subset, write_configs
@@ -67,10 +68,49 @@ def test_fast_tfidf_equals_sklearn(params: dict) -> None:
     assert ours.vocabulary_ == ref.vocabulary_
     assert np.allclose(ours.idf_, ref.idf_)
     assert a.dtype == b.dtype and type(a) is type(b)
+    assert a.indices.dtype == b.indices.dtype and a.indptr.dtype == b.indptr.dtype
     assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
     ta, tb = ours.transform(test), ref.transform(test)
     assert np.array_equal(ta.indices, tb.indices) and np.array_equal(ta.data, tb.data)
     assert ta[len(test) - 2].nnz == 0  # only unseen terms
+
+
+@pytest.mark.parametrize("params", [
+    {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "dtype": np.float32},
+    {"ngram_range": (1, 3), "min_df": 3, "max_df": 0.9, "strip_accents": "unicode"},
+])
+def test_fast_tfidf_in_worker_processes_equals_sklearn(monkeypatch: pytest.MonkeyPatch, params: dict) -> None:
+    monkeypatch.setattr(tfidf, "_MIN_DOCS_PER_JOB", 50)  # 400 texts: 2 processes, 4 chunks
+    texts = _texts()
+    ours, ref = FastTfidfVectorizer(n_jobs=2, **params), TfidfVectorizer(**params)
+    a, b = ours.fit_transform(texts), ref.fit_transform(texts)
+    assert ours.vocabulary_ == ref.vocabulary_ and np.array_equal(ours.idf_, ref.idf_)
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.data, b.data)
+    assert a.indices.dtype == b.indices.dtype and a.indptr.dtype == b.indptr.dtype
+    ta, tb = ours.transform(texts[::-1]), ref.transform(texts[::-1])
+    assert np.array_equal(ta.indices, tb.indices) and np.array_equal(ta.data, tb.data)
+    assert ta.indices.dtype == tb.indices.dtype and ta.indptr.dtype == tb.indptr.dtype
+
+
+def test_tfidf_n_jobs_zero_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from multitype.config import TfidfConfig
+
+    assert TfidfConfig().n_jobs == -1 and TfidfConfig(n_jobs=2).n_jobs == 2
+    with pytest.raises(ValidationError, match="not 0"):
+        TfidfConfig(n_jobs=0)
+
+
+def test_fast_tfidf_falls_back_for_tokens_with_spaces() -> None:
+    # a tokenizer whose tokens contain spaces: n-grams cannot be integer keys; strings give the same result
+    params = {"tokenizer": lambda s: [w.strip() for w in s.split(".") if w.strip()], "token_pattern": None,
+              "ngram_range": (1, 2)}
+    texts = _texts(60)
+    ours, ref = FastTfidfVectorizer(**params), TfidfVectorizer(**params)
+    a, b = ours.fit_transform(texts), ref.fit_transform(texts)
+    assert ours.vocabulary_ == ref.vocabulary_
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
 
 
 def test_fast_tfidf_saves_vocabulary_compactly() -> None:
@@ -80,6 +120,7 @@ def test_fast_tfidf_saves_vocabulary_compactly() -> None:
     schema = zipfile.ZipFile(io.BytesIO(data)).read("schema.json")
     assert len(schema) < 20_000  # the terms travel as arrays, not one JSON node each
     back = sio.loads(data, trusted=list(TRUSTED_TYPES))
+    assert back.get_params()["n_jobs"] is None and not any("pool" in key.lower() for key in vars(back))
     assert back.vocabulary_ == vec.vocabulary_ and pickle.loads(pickle.dumps(vec)).vocabulary_ == vec.vocabulary_
     sample = _texts()[:5]
     assert (back.transform(sample) != vec.transform(sample)).nnz == 0
@@ -108,6 +149,8 @@ def test_both_baselines_reach_095_on_bbc(trained: tuple[Path, Path]) -> None:
         assert record["splits"]["val"]["accuracy"] >= 0.9 and record["splits"]["test"]["num_samples"] == test_rows
         assert record["training_seconds"] > 0 and record["inference_samples_per_s"] > 0
         assert record["training_seconds"] >= record["vectorizer_seconds"] > 0
+        assert record["model_seconds"] > record["classifier_seconds"] > 0 and record["evaluation_seconds"] > 0
+        assert record["params"]["tfidf"]["n_jobs"] == -1
         assert "train-baseline" in record["run_id"]
         run_ids.add(record["run_id"])
     assert len(run_ids) == 1  # one run trained both

@@ -86,6 +86,15 @@ class TfidfConfig(_Strict):
     min_df: int | float = 2
     max_features: int | None = Field(None, gt=0)
     sublinear_tf: bool = True
+    # worker processes that tokenise (joblib convention: -1 = all cores); results do not depend on it
+    n_jobs: int = -1
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("must be a positive number of processes or negative (-1 = all cores), not 0")
+        return v
 
     @field_validator("ngram_range")
     @classmethod

@@ -101,16 +101,18 @@ class _Grams:
         self.doc_start = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.doc_start[1:])
         self.doc_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        positions = np.arange(len(ids), dtype=np.int64)
-        self.codes, self.starts, self.keys = {1: ids}, {1: positions}, {}
+        self.in_doc = np.arange(len(ids), dtype=np.int64) - self.doc_start[self.doc_of]  # position in its document
+        self.codes, self.starts, self.keys = {1: ids}, {1: None}, {}  # starts None: every position
         self.sizes = {1: len(words)}
+        remaining = lengths[self.doc_of] - self.in_doc if max_n > 1 else None  # words left, itself included
         at_position = ids  # code of the n-gram starting at each position (garbage where none fits)
         for n in range(2, max_n + 1):
-            start = positions[positions + n <= self.doc_start[1:][self.doc_of]]
+            start = np.flatnonzero(remaining >= n)
             keys = at_position[start] * len(words) + ids[start + n - 1]
-            codes, unique = pd.factorize(keys)
-            at_position = np.zeros(len(ids), dtype=np.int64)
-            at_position[start] = codes
+            codes, unique = pd.factorize(keys)  # codes numbered by first appearance
+            if n < max_n:
+                at_position = np.zeros(len(ids), dtype=np.int64)
+                at_position[start] = codes
             self.codes[n], self.starts[n], self.keys[n], self.sizes[n] = codes, start, unique, len(unique)
 
     def strings(self, n: int, codes: np.ndarray) -> list[str]:
@@ -135,8 +137,10 @@ class _Grams:
         base = base[:-1]
         where = {}
         for n in levels:
-            doc = self.doc_of[self.starts[n]]
-            where[n] = base[doc] + (self.starts[n] - self.doc_start[doc])
+            shift = base - self.doc_start[:-1]  # flat entry of a document's n-grams minus its first word
+            start = self.starts[n]
+            where[n] = (np.arange(len(self.doc_of)) + shift[self.doc_of] if start is None
+                        else start + shift[self.doc_of[start]])
             base = base + per_level[n]
         return entries, where
 
@@ -238,7 +242,16 @@ class FastTfidfVectorizer(TfidfVectorizer):
         # number the terms by first appearance in analyze() order, as scikit-learn does
         first_seen = np.full(n_terms, np.iinfo(np.int64).max)
         for n in levels:
-            np.minimum.at(first_seen[offsets[n]:offsets[n] + grams.sizes[n]], grams.codes[n], where[n])
+            level_first = first_seen[offsets[n]:offsets[n] + grams.sizes[n]]
+            codes = grams.codes[n]
+            # codes are numbered by first appearance: a code's first occurrence is where the running max grows
+            new = np.empty(len(codes), dtype=bool)
+            new[:1] = True
+            np.greater(codes[1:], np.maximum.accumulate(codes)[:-1], out=new[1:])
+            if new.sum() == grams.sizes[n] and np.array_equal(codes[new], np.arange(grams.sizes[n])):
+                level_first[:] = where[n][new]
+            else:  # pragma: no cover - defensive: any numbering works, just slower
+                np.minimum.at(level_first, codes, where[n])
         by_appearance = np.argsort(first_seen, kind="stable")
         appearance = np.empty(n_terms, dtype=np.int64)
         appearance[by_appearance] = np.arange(n_terms)
@@ -269,13 +282,14 @@ class FastTfidfVectorizer(TfidfVectorizer):
         to_alphabetical[alphabetical] = np.arange(len(kept))
 
         # keep the rows' order (by appearance), rename the columns alphabetically
-        new = np.full(n_terms, -1, dtype=np.int64)
+        new = np.full(n_terms, -1, dtype=counts.indices.dtype)
         new[kept] = to_alphabetical
-        cols, entries = _drop_negative(new[counts.indices], np.diff(counts.indptr))
-        indptr = np.zeros(n_docs + 1, dtype=counts.indptr.dtype)
-        np.cumsum(entries, out=indptr[1:])
-        data = counts.data[new[counts.indices] >= 0] if len(kept) < n_terms else counts.data
-        counts = sp.csr_array((data, cols.astype(counts.indices.dtype), indptr), shape=(n_docs, len(kept)))
+        cols = new[counts.indices]
+        keep = cols >= 0
+        indptr = np.zeros(len(keep) + 1, dtype=counts.indptr.dtype)
+        np.cumsum(keep, out=indptr[1:])
+        indptr = indptr[counts.indptr]
+        counts = sp.csr_array((counts.data[keep], cols[keep], indptr), shape=(n_docs, len(kept)))
         counts.has_sorted_indices = False
         return vocabulary, _as_sparse_api(counts)
 
