@@ -80,9 +80,9 @@ def train_args(root: Path, configs: Path, *extra: str) -> list[str]:
     return ["train", "transformer", "--model-name", "minilm", "--root", str(root), "--config-dir", str(configs), *extra]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A finished 2-epoch run (6 steps, checkpoints every 2), shared by a module's tests (read-only)."""
+    """A finished 2-epoch run (6 steps, checkpoints every 2), shared by the tests that only read it."""
     import torch
 
     from multitype.cli import main
