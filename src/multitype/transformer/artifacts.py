@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
-
 from multitype import layout
-from multitype.evaluate import summary_row
 from multitype.manifest import write_manifest
 from multitype.project import Project
+from multitype.results import write_summary
 from multitype.storage import Storage
 from multitype.transformer.models import quiet_transformers
 
@@ -41,26 +38,12 @@ def save_final_model(storage: Storage, slug: str, model: Any, tokenizer: Any, la
     return key
 
 
-def write_summary(storage: Storage) -> str:
-    """Rebuild ``transformer_summary.csv`` from every ``*_metrics.json`` under results/transformer."""
-    folder = layout.transformer_metrics("x").rsplit("/", 1)[0]
-    rows = []
-    for name in storage.listdir(folder):
-        if name.endswith("_metrics.json"):
-            rows.append(summary_row(storage.read_json(f"{folder}/{name}")))
-    frame = pd.DataFrame(rows).sort_values("model") if rows else pd.DataFrame(columns=list(summary_row({})))
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    storage.write_text(layout.TRANSFORMER_SUMMARY, buf.getvalue())
-    return layout.TRANSFORMER_SUMMARY
-
-
 def write_results(project: Project, slug: str, record: dict[str, Any], inputs: Sequence[str],
                   extra: dict[str, Any]) -> str:
     """Write the metrics JSON, the summary CSV and the run manifest; return the metrics key."""
     storage = project.storage
     metrics_key = layout.transformer_metrics(slug)
     storage.write_json(metrics_key, record)
-    summary_key = write_summary(storage)
+    summary_key = write_summary(storage, "transformer")
     write_manifest(project, inputs=inputs, outputs=[metrics_key, summary_key, layout.final_model(slug)], extra=extra)
     return metrics_key
