@@ -14,8 +14,12 @@ as processed splits under a temporary root, and times in one process:
 * ``bare_linear_svm``: the same bare pipeline with ``LinearSVC()``, for reference.
 
 Targets: ``ours_logreg`` within 15% of ``bare_logreg`` (wall clock), and each
-baseline's training time (TF-IDF + classifier, from its metrics file) <= 30 s.
-CPU seconds are recorded too: on a shared machine they move less than wall time.
+baseline in ``ours_both`` <= 30 s: its ``model_seconds`` (its share of the one
+TF-IDF fit and val features, its classifier fit, its evaluation; wall clock, from
+its metrics file). ``training_seconds`` (the whole TF-IDF fit + the classifier)
+is recorded too. CPU seconds are recorded for the main process and, separately,
+for the tokenising worker processes (needs psutil): on a shared machine they
+move less than wall time.
 Results go to ``benchmarks/results/baselines.json``.
 """
 
@@ -93,12 +97,33 @@ def write_root(root: Path, splits: dict[str, tuple[list[str], list[str]]]) -> No
 
 
 # --- timing ------------------------------------------------------------------------------
+def children_cpu() -> dict[int, float]:
+    """CPU seconds so far of each live child process (the tokenising workers), by pid."""
+    try:
+        import psutil
+    except ImportError:  # optional: without it, worker CPU is not recorded
+        return {}
+    cpu = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            cpu[child.pid] = times.user + times.system
+        except psutil.Error:
+            pass
+    return cpu
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
     load_before = os.getloadavg()[0]
+    children = children_cpu()
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return result, {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2),
-                    "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)}
+    figures = {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2)}
+    after = children_cpu()  # the workers outlive the call (joblib keeps them for the next one)
+    figures["workers_cpu_s"] = round(sum(t - children.get(pid, 0.0) for pid, t in after.items()), 2)
+    figures["load_avg_1m_before"] = round(load_before, 2)
+    figures["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    return result, figures
 
 
 def bare_pipeline(classifier: Any) -> Any:
@@ -175,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             project = open_project(str(root), str(configs), "train baseline")
             records, figures[name] = timed(lambda: train_baselines(project, models=models))
             figures[name]["models"] = {
-                model: {key: r[key] for key in ("training_seconds", "training_cpu_seconds", "vectorizer_seconds",
-                                                "classifier_seconds", "inference_samples_per_s", "accuracy",
-                                                "macro_f1", "num_features")}
+                model: {key: r[key] for key in ("model_seconds", "training_seconds", "training_cpu_seconds",
+                                                "vectorizer_seconds", "classifier_seconds", "evaluation_seconds",
+                                                "inference_samples_per_s", "accuracy", "macro_f1", "num_features")}
                 for model, r in records.items()}
             print(f"  {figures[name]}", flush=True)
 
@@ -200,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         "overhead_vs_bare_logreg": {"target": f"<= {TARGET_OVERHEAD:.0%}",
                                     "measured": f"{ratios['ours_logreg_vs_bare_logreg_wall'] - 1:+.1%}",
                                     "met": ratios["ours_logreg_vs_bare_logreg_wall"] <= 1 + TARGET_OVERHEAD},
-        **{f"{model}_training_seconds": {"target": f"<= {TARGET_SECONDS:.0f} s",
-                                          "measured": r["training_seconds"],
-                                          "cpu_seconds": r["training_cpu_seconds"],
-                                          "met": r["training_seconds"] <= TARGET_SECONDS}
+        **{f"{model}_seconds": {"target": f"<= {TARGET_SECONDS:.0f} s (share of TF-IDF + own fit + evaluation)",
+                                 "measured": r["model_seconds"],
+                                 "training_seconds_full_tfidf": r["training_seconds"],
+                                 "main_process_cpu_seconds": r["training_cpu_seconds"],
+                                 "met": r["model_seconds"] <= TARGET_SECONDS}
            for model, r in per_model.items()},
     }
     result = {
