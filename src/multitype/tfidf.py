@@ -101,10 +101,10 @@ class _Grams:
         self.doc_start = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.doc_start[1:])
         self.doc_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        self.in_doc = np.arange(len(ids), dtype=np.int64) - self.doc_start[self.doc_of]  # position in its document
         self.codes, self.starts, self.keys = {1: ids}, {1: None}, {}  # starts None: every position
         self.sizes = {1: len(words)}
-        remaining = lengths[self.doc_of] - self.in_doc if max_n > 1 else None  # words left, itself included
+        if max_n > 1:  # words left in the document from each position, itself included
+            remaining = self.doc_start[1:][self.doc_of] - np.arange(len(ids), dtype=np.int64)
         at_position = ids  # code of the n-gram starting at each position (garbage where none fits)
         for n in range(2, max_n + 1):
             start = np.flatnonzero(remaining >= n)
