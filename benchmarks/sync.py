@@ -157,9 +157,11 @@ def bench_compat(server: SeaweedServer, tree: Path, buckets: dict[str, str], env
 def bench_streaming(server: SeaweedServer, work: Path, repeats: int, max_steps: int) -> dict:
     """Median training-step time with and without a checkpoint streaming to S3 in the background.
 
-    Alternates ``repeats`` times: a few plain steps, then a checkpoint (model +
-    AdamW state) published with :class:`FolderPublisher` and steps until the
-    upload is done. The local save is the trainer's own cost and is not timed.
+    ``repeats`` pairs of phases: up to ``max_steps`` steps while a checkpoint
+    (model + AdamW state) is published with :class:`FolderPublisher`, and as
+    many plain steps; the slowdown is the median over pairs of the ratio of
+    their median step times. The local save is the trainer's own cost and is
+    not timed.
     """
     import importlib.util
 
@@ -189,36 +191,45 @@ def bench_streaming(server: SeaweedServer, work: Path, repeats: int, max_steps: 
     storage = Storage(f"s3://{server.make_bucket('bench-ckpt')}/proj")
     storage.check()
     publisher = FolderPublisher(storage)
-    plain: list[float] = []
-    streaming: list[float] = []
-    uploads: list[float] = []
-    ckpt_bytes = 0
-    per_phase = 4
+    phases: list[dict] = []
     for r in range(repeats):
-        for mode in (("plain", "streaming") if r % 2 == 0 else ("streaming", "plain")):
+        # a streaming phase and a plain phase of the same length, next to each other:
+        # the other engineers' load drifts over minutes, a pair shares it
+        pair: dict = {}
+        for mode in (("streaming", "plain") if r % 2 == 0 else ("plain", "streaming")):
             if mode == "plain":
-                plain.extend(step() for _ in range(per_phase))
+                pair["plain"] = [step() for _ in range(max_steps)]
                 continue
             folder = work / f"ckpt-{r}"
             model.save_pretrained(folder)
             torch.save(optimizer.state_dict(), folder / "optimizer.pt")
-            ckpt_bytes = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            pair["checkpoint_bytes"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             before = publisher.seconds_uploading
             publisher.publish(folder, f"models/checkpoints/minilm-step{r}")
-            n = 0
-            while n < max_steps and not all(f.done() for f in publisher._pending):
+            times = []
+            while len(times) < max_steps and not all(f.done() for f in publisher._pending):
                 seconds = step()
                 if not all(f.done() for f in publisher._pending):  # the whole step overlapped the upload
-                    streaming.append(seconds)
-                n += 1
-            publisher.wait()
-            uploads.append(publisher.seconds_uploading - before)
-            per_phase = max(per_phase, n)
+                    times.append(seconds)
+            publisher.wait()  # a plain phase never overlaps an upload
+            pair["streaming"] = times
+            pair["upload_s"] = publisher.seconds_uploading - before
+        pair["ratio"] = statistics.median(pair["streaming"]) / statistics.median(pair["plain"])
+        phases.append(pair)
+        print(f"pair {r + 1}: plain {statistics.median(pair['plain']):.3f} s, streaming "
+              f"{statistics.median(pair['streaming']):.3f} s ({len(pair['streaming'])} steps), "
+              f"upload {pair['upload_s']:.0f} s", flush=True)
     publisher.close()
-    base, during = statistics.median(plain), statistics.median(streaming)
-    return {"step_s_plain_median": base, "step_s_while_uploading_median": during,
-            "steps_plain": len(plain), "steps_while_uploading": len(streaming), "slowdown": during / base - 1,
-            "checkpoint_bytes": ckpt_bytes, "upload_s": uploads, "batch": [8, 128],
+    ratios = [pair["ratio"] for pair in phases]
+    plain = [t for pair in phases for t in pair["plain"]]
+    streaming = [t for pair in phases for t in pair["streaming"]]
+    plain_medians = [statistics.median(pair["plain"]) for pair in phases]
+    return {"slowdown": statistics.median(ratios) - 1, "pair_ratios": ratios,
+            "step_s_plain_median": statistics.median(plain), "step_s_while_uploading_median": statistics.median(streaming),
+            "plain_phase_medians": plain_medians,
+            "plain_drift": (max(plain_medians) - min(plain_medians)) / min(plain_medians),
+            "steps_per_phase": max_steps, "upload_s": [pair["upload_s"] for pair in phases],
+            "checkpoint_bytes": phases[-1]["checkpoint_bytes"], "batch": [8, 128],
             "torch_threads": torch.get_num_threads(), "server_nice": server.nice}
 
 
@@ -227,8 +238,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=2000)
     parser.add_argument("--big-mb", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="plain/streaming phases of the training part")
-    parser.add_argument("--max-steps", type=int, default=30, help="steps at most while one checkpoint uploads")
+    parser.add_argument("--repeats", type=int, default=4, help="pairs of plain/streaming phases (training part)")
+    parser.add_argument("--max-steps", type=int, default=10, help="steps per phase")
     parser.add_argument("--server-nice", type=int, default=19,
                         help="nice value of the S3 server during the training part (it stands for a remote S3)")
     parser.add_argument("--skip-training", action="store_true")
@@ -284,7 +295,8 @@ def main() -> None:
           f"(library {med['multitype']['no_change_push_library_s']:.2f} s) vs aws {med['aws']['no_change_push_s']:.2f} s")
     if stream:
         print(f"training step: {stream['step_s_plain_median']:.3f} s plain, {stream['step_s_while_uploading_median']:.3f} s "
-              f"while uploading ({stream['slowdown'] * 100:+.1f} %)")
+              f"while uploading; slowdown (median of pairs) {stream['slowdown'] * 100:+.1f} %, "
+              f"plain phases drift {stream['plain_drift'] * 100:.0f} %")
     print(f"targets: {targets}\nwrote {RESULTS.relative_to(REPO)}")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import functools
 import inspect
 import ipaddress
@@ -158,35 +157,29 @@ _SESSIONS: dict[tuple[str | None, ...], Any] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
-def _aio_session(profile: str | None, loop: Any = None) -> Any:
+def _aio_session(profile: str | None) -> Any:
     from aiobotocore.session import AioSession
 
-    # credential refreshers hold asyncio locks: one session per event loop
-    key = (id(loop), profile, *(os.environ.get(name) for name in _CREDENTIAL_ENV))
+    key = (profile, *(os.environ.get(name) for name in _CREDENTIAL_ENV))
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
             _SESSIONS[key] = AioSession(profile=profile)
         return _SESSIONS[key]
 
 
-def _s3_filesystem(url: str, endpoint_url: str | None, profile: str | None, loop: Any = None,
-                   **config: Any) -> Any:
+def _s3_filesystem(url: str, endpoint_url: str | None, profile: str | None, **config: Any) -> Any:
     """A fresh s3fs instance on the shared botocore session; ``config`` overrides the client config."""
     opts = storage_options(url, endpoint_url, profile)
     opts.pop("profile", None)
     opts["config_kwargs"].update(config)
-    if loop is not None:
-        opts["loop"] = loop
     try:
-        fs = fsspec.filesystem("s3", skip_instance_cache=True, session=_aio_session(profile, loop), **opts)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, session=_aio_session(profile), **opts)
     except ImportError as exc:
         raise StorageError(f"root '{url}' cannot be used: {exc}") from None
     return _single_pass(fs)
 
 
 BACKGROUND_NICE = 10
-_BACKGROUND_LOOP: asyncio.AbstractEventLoop | None = None
-_BACKGROUND_LOCK = threading.Lock()
 
 
 def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
@@ -196,26 +189,6 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
     """
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """An event loop on its own low-priority thread, for S3 transfers made in the background."""
-    global _BACKGROUND_LOOP
-    with _BACKGROUND_LOCK:
-        if _BACKGROUND_LOOP is None:
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                lower_thread_priority()
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            threading.Thread(target=run, name="multitype-background-io", daemon=True).start()
-            ready.wait()
-            _BACKGROUND_LOOP = loop
-        return _BACKGROUND_LOOP
 
 
 def _single_pass(fs: Any) -> Any:
@@ -381,19 +354,17 @@ class Storage:
         _single_pass(fs)
         return fs, base.rstrip("/")
 
-    def detached(self) -> "Storage":
-        """The same root, with S3 transfers on a private low-priority I/O thread.
+    def lower_io_priority(self) -> None:
+        """Run this process's S3 transfers at a lower CPU priority than its other threads.
 
-        For background uploads (checkpoints): their CPU work (reading files,
-        checksums, HTTP) then runs at a higher nice value than the training
-        threads instead of sharing the foreground event loop. Local roots and
-        non-S3 remotes return ``self``.
+        s3fs does its work (reading files, checksums, HTTP) on one event-loop
+        thread; raising that thread's nice value (Linux) lets background
+        checkpoint uploads use the CPU that training leaves free instead of
+        slowing its steps. A no-op for local roots and on other systems.
         """
-        if not (self.remote and self.root.startswith("s3://")):
-            return self
-        clone = copy.copy(self)
-        clone.fs = _s3_filesystem(self.root, self.endpoint_url, self.profile, loop=_background_loop())
-        return clone
+        loop = getattr(self.fs, "loop", None) if self.remote else None
+        if loop is not None:
+            loop.call_soon_threadsafe(lower_thread_priority)
 
     def check(self) -> None:
         """Probe an S3 root once (list one key, short timeout); no-op for local roots.

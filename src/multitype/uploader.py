@@ -5,9 +5,8 @@ change again, and publishes it under a key with :meth:`Storage.put_dir`, which
 writes a ``_COMPLETE`` marker last. For S3 roots this happens on a background
 thread so the training loop goes on; for local roots it is a fast rename-based
 copy done inline. A folder counts as saved only once its marker is written.
-Background uploads run on low-priority threads (their own S3 event loop
-included), so they use the CPU that training leaves free instead of slowing
-its steps.
+Background uploads run on low-priority threads (the S3 event loop included),
+so they use the CPU that training leaves free instead of slowing its steps.
 """
 
 from __future__ import annotations
@@ -42,7 +41,8 @@ class FolderPublisher:
         self.storage = storage
         self.background = storage.remote if background is None else background
         self.remove_local = remove_local
-        self._target = storage.detached() if self.background else storage
+        if self.background:
+            storage.lower_io_priority()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish",
                                         initializer=lower_thread_priority) if self.background else None
         self._pending: list[Future[None]] = []
@@ -52,7 +52,7 @@ class FolderPublisher:
 
     def _publish(self, local_dir: Path, key: str, on_done: Callable[[str], None] | None) -> None:
         start = time.perf_counter()
-        self._target.put_dir(local_dir, key)
+        self.storage.put_dir(local_dir, key)
         with self._lock:
             self.seconds_uploading += time.perf_counter() - start
             self.published.append(key)

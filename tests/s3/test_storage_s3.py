@@ -140,7 +140,7 @@ def test_publisher_streams_in_background_and_reports_failures(root: str, tmp_pat
     publisher.wait()
     assert st.is_complete("models/checkpoints/m-epoch1") and not (tmp_path / "e1").exists()
     if sys.platform == "linux":  # the upload's event loop runs at a lower CPU priority than training
-        io = [t for t in threading.enumerate() if t.name == "multitype-background-io"]
+        io = [t for t in threading.enumerate() if t.name == "fsspecIO"]
         stat = Path(f"/proc/self/task/{io[0].native_id}/stat").read_text()
         assert int(stat.rsplit(")", 1)[1].split()[16]) >= min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
 
