@@ -53,6 +53,12 @@ S3_MAX_ATTEMPTS = 5
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def is_remote(url: str) -> bool:
     """True for ``scheme://`` URLs other than ``file://``."""
     return "://" in url and not url.startswith("file://")
@@ -588,6 +594,7 @@ class Storage:
         target = Path(self.path(key))
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; published folders get the usual mode
         try:
             shutil.copytree(local_dir, staging, dirs_exist_ok=True)
             if marker:
