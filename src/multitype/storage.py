@@ -185,18 +185,6 @@ def _s3_filesystem(url: str, endpoint_url: str | None, profile: str | None, **co
     return _single_pass(fs)
 
 
-BACKGROUND_NICE = 10
-
-
-def lower_thread_priority(nice: int = BACKGROUND_NICE) -> None:
-    """Raise the calling thread's nice value (Linux: per thread; elsewhere a no-op).
-
-    Background uploads then take CPU only when the training threads leave some.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
 def _single_pass(fs: Any) -> Any:
     """Leave retries to botocore: s3fs's own retry loop (5 passes) would multiply them."""
     if hasattr(fs, "retries"):
@@ -359,18 +347,6 @@ class Storage:
             raise StorageError(f"root '{url}' cannot be used: {exc}") from None
         _single_pass(fs)
         return fs, base.rstrip("/")
-
-    def lower_io_priority(self) -> None:
-        """Run this process's S3 transfers at a lower CPU priority than its other threads.
-
-        s3fs does its work (reading files, checksums, HTTP) on one event-loop
-        thread; raising that thread's nice value (Linux) lets background
-        checkpoint uploads use the CPU that training leaves free instead of
-        slowing its steps. A no-op for local roots and on other systems.
-        """
-        loop = getattr(self.fs, "loop", None) if self.remote else None
-        if loop is not None:
-            loop.call_soon_threadsafe(lower_thread_priority)
 
     def check(self) -> None:
         """Probe an S3 root once (list one key, short timeout); no-op for local roots.

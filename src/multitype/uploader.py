@@ -5,8 +5,6 @@ change again, and publishes it under a key with :meth:`Storage.put_dir`, which
 writes a ``_COMPLETE`` marker last. For S3 roots this happens on a background
 thread so the training loop goes on; for local roots it is a fast rename-based
 copy done inline. A folder counts as saved only once its marker is written.
-Background uploads run on low-priority threads (the S3 event loop included),
-so they use the CPU that training leaves free instead of slowing its steps.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from multitype.storage import Storage, lower_thread_priority
+from multitype.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +39,7 @@ class FolderPublisher:
         self.storage = storage
         self.background = storage.remote if background is None else background
         self.remove_local = remove_local
-        if self.background:
-            storage.lower_io_priority()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish",
-                                        initializer=lower_thread_priority) if self.background else None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") if self.background else None
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self.seconds_uploading = 0.0
