@@ -54,9 +54,22 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def _umask() -> int:
+    """The process umask; read from /proc on Linux, since setting it to read it races other threads."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _temp_file(target: Path) -> str:
+    """A temp file beside ``target`` with the mode a plain ``open()`` would give (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return tmp
 
 
 def is_remote(url: str) -> bool:
@@ -471,8 +484,7 @@ class Storage:
         """Copy ``key`` to the local file ``local`` atomically (temp + rename) and return it."""
         target = Path(local)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
+        tmp = _temp_file(target)
         try:
             try:
                 self.fs.get_file(self.path(key), tmp)
@@ -496,9 +508,9 @@ class Storage:
             return
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = _temp_file(target)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -526,8 +538,7 @@ class Storage:
             return
         path = Path(self.path(key))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        tmp = _temp_file(path)
         try:
             shutil.copyfile(local, tmp)
             os.replace(tmp, path)

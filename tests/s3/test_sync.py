@@ -81,6 +81,9 @@ def test_pull_into_empty_folder_then_in_sync_both_ways(tmp_path: Path, remote: s
     dest = tmp_path / "fresh"
     pulled = sync("pull", dest, remote)
     assert files_under(dest) == files_under(src)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in (dest / "data").rglob("*") if p.is_file()} == {0o666 & ~umask}
     assert pulled.downloaded == sorted(files_under(src))
     # pulled files carry LastModified as mtime and are not downloaded or uploaded again
     assert sync("pull", dest, remote).downloaded == []
