@@ -92,15 +92,40 @@ def test_killed_checkpoint_upload_is_never_complete(root: str, tmp_path: Path, s
     old = make_folder(tmp_path / "old", 2, 1000)
     st.put_dir(old, key)  # a complete earlier version is being replaced
     folder = make_folder(tmp_path / "ckpt", 150, 300_000)
+    # Killed at the latest possible moment, deterministically: every file is in S3
+    # and only the marker is missing. A kill any earlier leaves less in place.
+    proc = _start(f"""
+        import os, signal
+        from multitype.storage import COMPLETE_MARKER, Storage
+        st = Storage({root!r})
+        pipe_file = st.fs.pipe_file
+        def die_before_marker(path, *args, **kwargs):
+            if path.endswith(COMPLETE_MARKER):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return pipe_file(path, *args, **kwargs)
+        st.fs.pipe_file = die_before_marker
+        st.put_dir({str(folder)!r}, {key!r})
+    """)
+    proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    uploaded = s3_server.list_keys(bucket_of(root), f"proj/{key}/")
+    assert f"proj/{key}/{COMPLETE_MARKER}" not in uploaded
+    assert not Storage(root).is_complete(key)
+
+
+def test_checkpoint_upload_killed_midway_is_never_complete(root: str, tmp_path: Path, s3_server) -> None:
+    st = Storage(root)
+    key = "models/checkpoints/m-epoch2"
+    st.put_dir(make_folder(tmp_path / "old", 2, 1000), key)
+    folder = make_folder(tmp_path / "ckpt", 150, 300_000)
     proc = _start(f"""
         from multitype.storage import Storage
         Storage({root!r}).put_dir({str(folder)!r}, {key!r})
     """)
-    prefix = f"proj/{key}/shard-1"
-    _kill_when(proc, lambda: any(k.startswith(prefix) for k in s3_server.list_keys(bucket_of(root), prefix)))
-    assert proc.returncode == -signal.SIGKILL
-    uploaded = s3_server.list_keys(bucket_of(root), f"proj/{key}/")
-    assert len(uploaded) < 150, "the upload finished before it could be interrupted"
+    prefix = f"proj/{key}/shard-"
+    _kill_when(proc, lambda: len(s3_server.list_keys(bucket_of(root), prefix)) > 2)  # beyond the old version's 2
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the upload finished before it could be killed (covered by the deterministic test above)")
     assert not Storage(root).is_complete(key)
 
 
