@@ -26,6 +26,8 @@ import functools
 import inspect
 import ipaddress
 import json
+import math
+import mimetypes
 import os
 import posixpath
 import re
@@ -41,10 +43,13 @@ from multitype.errors import StorageError
 
 COMPLETE_MARKER = "_COMPLETE"
 
-# Files of at least twice this size go up as multipart uploads of this part
-# size (several parts in flight); the object appears only when the upload is
-# completed, and s3fs aborts the upload on any failure.
-MULTIPART_CHUNKSIZE = 16 * 2**20
+# Files of this size and more go up as multipart uploads with parts of this
+# size, as `aws s3 sync` does (so both tools give the same ETags), with up to
+# MULTIPART_CONCURRENCY parts in flight. The object appears only when the
+# upload is completed; on any failure the upload is aborted.
+MULTIPART_CHUNKSIZE = 8 * 2**20
+MULTIPART_CONCURRENCY = 10
+_MAX_PARTS = 10_000
 S3_CONNECT_TIMEOUT = 10.0
 S3_READ_TIMEOUT = 60.0
 S3_PROBE_TIMEOUT = 3.0
@@ -203,6 +208,50 @@ def _single_pass(fs: Any) -> Any:
     if hasattr(fs, "retries"):
         fs.retries = 1
     return fs
+
+
+async def _put_object(fs: Any, local: str, path: str, window: asyncio.Semaphore) -> None:
+    """One local file to ``path`` (``bucket/key``): a single PUT, or a multipart upload
+    whose parts share ``window`` with every other request in flight (s3fs sends parts
+    in batches and waits for the slowest of each; a sliding window is ~15 % faster)."""
+    bucket, key, _ = fs.split_path(path)
+    size = os.path.getsize(local)
+    extra = {}
+    content_type, _ = mimetypes.guess_type(local)
+    if content_type:
+        extra["ContentType"] = content_type
+    if size < MULTIPART_CHUNKSIZE:
+        async with window:
+            with open(local, "rb") as fh:
+                data = fh.read()
+            await fs._call_s3("put_object", Bucket=bucket, Key=key, Body=data, **extra)
+        return
+    chunk = max(MULTIPART_CHUNKSIZE, math.ceil(size / _MAX_PARTS))
+    upload = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key, **extra)
+    ids = {"Bucket": bucket, "Key": key, "UploadId": upload["UploadId"]}
+
+    async def part(number: int) -> dict[str, Any]:
+        async with window:
+            with open(local, "rb") as fh:
+                fh.seek((number - 1) * chunk)
+                data = fh.read(chunk)
+            out = await fs._call_s3("upload_part", PartNumber=number, Body=data, **ids)
+            return {"PartNumber": number, "ETag": out["ETag"]}
+
+    tasks = [asyncio.ensure_future(part(n)) for n in range(1, math.ceil(size / chunk) + 1)]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [task.exception() for task in done if task.exception() is not None]
+        if failed:
+            raise failed[0]
+        parts = [task.result() for task in tasks]
+        await fs._call_s3("complete_multipart_upload", MultipartUpload={"Parts": parts}, **ids)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await fs._call_s3("abort_multipart_upload", **ids)
+        raise
 
 
 # --- S3 errors -> one line ---------------------------------------------------
@@ -530,11 +579,11 @@ class Storage:
     def put_file(self, local: str | os.PathLike[str], key: str) -> None:
         """Copy one local file to ``key`` atomically.
 
-        In S3, files of 32 MiB and more are multipart uploads (16 MiB parts, up
+        In S3, files of 8 MiB and more are multipart uploads (8 MiB parts, up
         to 10 in flight); the object exists only once the upload is completed.
         """
         if self.remote:
-            self.fs.put_file(str(local), self.path(key), chunksize=MULTIPART_CHUNKSIZE)
+            self._put_files([(str(local), self.path(key))])
             return
         path = Path(self.path(key))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -567,8 +616,7 @@ class Storage:
                 self.fs.rm_file(f"{dest}/{COMPLETE_MARKER}")
             files = sorted(p for p in local_dir.rglob("*") if p.is_file())
             rels = [f.relative_to(local_dir).as_posix() for f in files]
-            if files:
-                self.fs.put([str(f) for f in files], [f"{dest}/{r}" for r in rels], chunksize=MULTIPART_CHUNKSIZE)
+            self._put_files([(str(f), f"{dest}/{r}") for f, r in zip(files, rels)])
             keep = set(rels) | {COMPLETE_MARKER}
             old = self.walk_files(key)
             prefix = check_key(key) + "/"
@@ -590,6 +638,22 @@ class Storage:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+    def _put_files(self, pairs: list[tuple[str, str]]) -> None:
+        """Upload (local file, S3 path) pairs at once, on s3fs's event loop."""
+        if not pairs:
+            return
+        from fsspec.asyn import sync
+
+        async def upload() -> None:
+            window = asyncio.Semaphore(MULTIPART_CONCURRENCY)
+            await asyncio.gather(*(_put_object(self.fs, local, path, window) for local, path in pairs))
+
+        try:
+            sync(self.fs.loop, upload)
+        finally:
+            for _, path in pairs:
+                self.fs.invalidate_cache(path)
 
     @staticmethod
     def _swap_into_place(staging: Path, target: Path) -> None:

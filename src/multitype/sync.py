@@ -17,8 +17,8 @@ When is a file unchanged? Exactly this, in order:
 3. Otherwise the content is compared where S3 gives a checksum: a single-part
    ETag is the MD5 of the object, compared with the local file's MD5; a
    multipart ETag (``<md5 of part md5s>-<n>``) is compared with the local file's
-   multipart ETag for the common part sizes that give ``n`` parts (8 MiB as
-   ``aws s3 sync``, 16 MiB as multitype, 50 MiB as s3fs). Local MD5s are cached
+   multipart ETag for the common part sizes that give ``n`` parts (8 MiB, as
+   ``aws s3 sync`` and multitype upload; 16 MiB; 50 MiB, as s3fs). Local MD5s are cached
    in the state file by (path, size, ``mtime_ns``).
 4. No checksum matched (an unknown part size, or an encrypted object whose ETag
    is not an MD5): the rule of ``aws s3 sync``. A push uploads when the local
@@ -55,7 +55,7 @@ DEFAULT_GROUPS = tuple(g for g in GROUPS if g != "code")  # code moves only when
 STATE_KEY = ".multitype/sync-state.json"
 REQUIREMENTS_KEY = f"{layout.CODE}/requirements.txt"
 DEFAULT_JOBS = 10
-# part sizes whose multipart ETags are recomputed locally (aws cli, multitype, s3fs)
+# part sizes whose multipart ETags are recomputed locally (aws cli and multitype, others, s3fs)
 PART_SIZES = (8 * 2**20, 16 * 2**20, 50 * 2**20)
 _READ_BLOCK = 2**20
 _TRANSIENT = re.compile(r"^\..+\.(tmp|old-\d+)$")  # Storage's temp files and folders
