@@ -4,8 +4,8 @@ Keys are the relative paths under the root and the S3 prefix, nothing else: no
 wrapper folder and no metadata object in the bucket, so ``aws s3 sync`` and
 ``multitype sync`` read each other's trees. Only the layout's top-level groups
 move (``data``, ``configs``, ``results``, ``models``, ``figures``, ``runs``;
-``--only`` picks some, and ``--only code`` pushes the project's ``src/`` and
-pinned requirements under ``code/``).
+``--only`` picks some; ``--only code`` pushes the code bundle of
+:mod:`multitype.cloud.bundle` under ``code/``, given as ``code_files``).
 
 When is a file unchanged? Exactly this, in order:
 
@@ -18,7 +18,8 @@ When is a file unchanged? Exactly this, in order:
    ETag is the MD5 of the object, compared with the local file's MD5; a
    multipart ETag (``<md5 of part md5s>-<n>``) is compared with the local file's
    multipart ETag for the common part sizes that give ``n`` parts (8 MiB, as
-   ``aws s3 sync`` and multitype upload; 16 MiB; 50 MiB, as s3fs). Local MD5s are cached
+   ``aws s3 sync`` and multitype upload; 16 MiB; 50 MiB, as s3fs; see
+   :mod:`multitype.storage.etag`). Local MD5s are cached
    in the state file by (path, size, ``mtime_ns``).
 4. No checksum matched (an unknown part size, or an encrypted object whose ETag
    is not an MD5): the rule of ``aws s3 sync``. A push uploads when the local
@@ -28,13 +29,14 @@ When is a file unchanged? Exactly this, in order:
 Pulled files get their mtime from ``LastModified``, so the next sync of either
 tool sees them unchanged. ``--delete`` removes what the source no longer has,
 only after every transfer succeeded. Nothing is deleted on a failed sync.
+A pull checks every listed key before anything is created: a key that is not a
+plain relative path (``//``, ``..``, a backslash, NUL...) stops it with an error.
+
+The archive lifecycle rule (``sync archive``) lives in :mod:`multitype.cloud.lifecycle`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import math
 import os
 import re
 import threading
@@ -43,23 +45,19 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 from multitype import layout
 from multitype.errors import StorageError, UserError
-from multitype.storage import Storage, check_key, split_s3_url
+from multitype.storage import Storage, local_target, split_s3_url
+from multitype.storage.etag import file_digests, is_md5, part_sizes_for
 
 Direction = Literal["push", "pull"]
 GROUPS = tuple(layout.SYNC_GROUPS)
 DEFAULT_GROUPS = tuple(g for g in GROUPS if g != "code")  # code moves only when asked for
 STATE_KEY = ".multitype/sync-state.json"
-REQUIREMENTS_KEY = f"{layout.CODE}/requirements.txt"
 DEFAULT_JOBS = 10
-# part sizes whose multipart ETags are recomputed locally (aws cli and multitype, others, s3fs)
-PART_SIZES = (8 * 2**20, 16 * 2**20, 50 * 2**20)
-_READ_BLOCK = 2**20
 _TRANSIENT = re.compile(r"^\..+\.(tmp|old-\d+)$")  # Storage's temp files and folders
-_NOT_CODE = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 
 
 @dataclass
@@ -100,7 +98,7 @@ class _Remote:
 
 
 # --- the two trees ------------------------------------------------------------
-def _walk(folder: Path, key_prefix: str, skip_dirs: frozenset[str] = frozenset()) -> dict[str, _Local]:
+def _walk(folder: Path, key_prefix: str) -> dict[str, _Local]:
     """Files under ``folder`` as ``key_prefix/<relative path>`` (os.scandir: one stat per file)."""
     found: dict[str, _Local] = {}
     stack = [(str(folder), key_prefix)]
@@ -115,10 +113,7 @@ def _walk(folder: Path, key_prefix: str, skip_dirs: frozenset[str] = frozenset()
             if _TRANSIENT.match(name):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                if name not in skip_dirs and not (skip_dirs and name.endswith(".egg-info")):
-                    stack.append((entry.path, f"{prefix}/{name}"))
-                continue
-            if skip_dirs and name.endswith((".pyc", ".pyo")):
+                stack.append((entry.path, f"{prefix}/{name}"))
                 continue
             try:
                 st = entry.stat()
@@ -128,60 +123,24 @@ def _walk(folder: Path, key_prefix: str, skip_dirs: frozenset[str] = frozenset()
     return found
 
 
-def pinned_requirements() -> str:
-    """``name==version`` for every distribution of the running environment but multitype.
-
-    Like ``pip freeze`` (pip, setuptools and wheel left out); local version
-    labels such as ``+cpu`` are dropped so a GPU machine installs its own build.
-    """
-    pins: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if not name:
-            continue
-        canonical = re.sub(r"[-_.]+", "-", name).lower()
-        if canonical in ("multitype", "pip", "setuptools", "wheel", "distribute"):
-            continue
-        pins[canonical] = f"{name}=={dist.version.split('+')[0]}"
-    lines = [pins[k] for k in sorted(pins)]
-    return "# written by 'multitype sync push --only code': the environment that pushed it\n" + "\n".join(lines) + "\n"
-
-
-def _code_tree(local: Path) -> dict[str, _Local]:
-    """What ``--only code`` pushes: the project's ``src/`` (+ pyproject/README) and pinned requirements."""
-    src = local / "src"
-    if src.is_dir():
-        tree = _walk(src, f"{layout.CODE}/src", _NOT_CODE)
-        project_dir = local
-    else:  # not run from the project folder: the installed package itself
-        import multitype
-
-        package = Path(multitype.__file__).resolve().parent
-        tree = _walk(package, f"{layout.CODE}/src/multitype", _NOT_CODE)
-        project_dir = package.parent.parent if package.parent.name == "src" else None
-    if project_dir is not None:
-        for name in ("pyproject.toml", "README.md", "setup.cfg", "setup.py"):
-            path = project_dir / name
-            if path.is_file():
-                st = path.stat()
-                tree[f"{layout.CODE}/{name}"] = _Local(path, st.st_size, st.st_mtime_ns)
-    requirements = Storage(str(local))
-    text = pinned_requirements()
-    key = f".multitype/{REQUIREMENTS_KEY}"
-    if not requirements.exists(key) or requirements.read_text(key) != text:  # keep the mtime when unchanged
-        requirements.write_text(key, text)
-    path = requirements.local_path(key)
-    st = path.stat()
-    tree[REQUIREMENTS_KEY] = _Local(path, st.st_size, st.st_mtime_ns)
+def _stat_files(files: Mapping[str, str | os.PathLike[str]]) -> dict[str, _Local]:
+    tree = {}
+    for key, path in files.items():
+        st = os.stat(path)
+        tree[key] = _Local(Path(path), st.st_size, st.st_mtime_ns)
     return tree
 
 
-def _local_tree(local: Path, groups: Iterable[str], direction: Direction) -> dict[str, _Local]:
+def _local_tree(local: Path, groups: Iterable[str], direction: Direction,
+                code_files: Mapping[str, str | os.PathLike[str]] | None) -> dict[str, _Local]:
     tree: dict[str, _Local] = {}
     for group in groups:
         folder = layout.SYNC_GROUPS[group]
         if group == "code" and direction == "push":
-            tree.update(_code_tree(local))
+            if code_files is None:
+                raise UserError("pushing the code group needs the bundle's files: run 'multitype sync push --only "
+                                "code', or pass code_files=multitype.cloud.bundle.code_files(local)")
+            tree.update(_stat_files(code_files))
         else:
             tree.update(_walk(local / folder, folder))
     return tree
@@ -245,9 +204,9 @@ class _State:
             entry = self.hashes.get(name)
         if not entry or entry.get("size") != local.size or entry.get("mtime_ns") != local.mtime_ns:
             entry = {"size": local.size, "mtime_ns": local.mtime_ns, "etags": {}}
-        missing = [p for p in _part_sizes_for(local.size, etag) if str(p) not in entry["etags"]]
+        missing = [p for p in part_sizes_for(local.size, etag) if str(p) not in entry["etags"]]
         if "md5" not in entry or missing:
-            digests = _file_digests(local.path, missing)
+            digests = file_digests(local.path, missing)
             entry["md5"] = digests.pop("md5")
             entry["etags"].update(digests)
             with self.lock:
@@ -265,48 +224,13 @@ class _State:
             self.storage.write_json(STATE_KEY, self.data)
 
 
-def _part_sizes_for(size: int, etag: str) -> list[int]:
-    match = re.fullmatch(r"[0-9a-f]{32}-(\d+)", etag)
-    if not match:
-        return []
-    n = int(match.group(1))
-    return [p for p in PART_SIZES if math.ceil(size / p) == n]
-
-
-def _file_digests(path: Path, part_sizes: list[int]) -> dict[str, str]:
-    """One read of ``path``: its MD5 and its multipart ETag for each part size."""
-    whole = hashlib.md5(usedforsecurity=False)
-    parts: dict[int, list[bytes]] = {p: [] for p in part_sizes}
-    current = {p: hashlib.md5(usedforsecurity=False) for p in part_sizes}
-    filled = dict.fromkeys(part_sizes, 0)
-    with open(path, "rb") as fh:
-        while block := fh.read(_READ_BLOCK):
-            whole.update(block)
-            for p in part_sizes:
-                view = memoryview(block)
-                while view:
-                    take = min(len(view), p - filled[p])
-                    current[p].update(view[:take])
-                    filled[p] += take
-                    view = view[take:]
-                    if filled[p] == p:
-                        parts[p].append(current[p].digest())
-                        current[p], filled[p] = hashlib.md5(usedforsecurity=False), 0
-    out = {"md5": whole.hexdigest()}
-    for p in part_sizes:
-        if filled[p]:
-            parts[p].append(current[p].digest())
-        out[str(p)] = f"{hashlib.md5(b''.join(parts[p]), usedforsecurity=False).hexdigest()}-{len(parts[p])}"
-    return out
-
-
 def _unchanged(key: str, local: _Local, remote: _Remote, direction: Direction, state: _State) -> bool:
     if local.size != remote.size:
         return False
     if state.unchanged_since_sync(key, local, remote):
         return True
     etag = remote.etag.lower()
-    if re.fullmatch(r"[0-9a-f]{32}", etag) or _part_sizes_for(local.size, etag):
+    if is_md5(etag) or part_sizes_for(local.size, etag):
         sums = state.checksums(local, etag)
         if etag in sums.values():
             state.record(key, local, remote.etag)
@@ -351,6 +275,7 @@ def sync(
     profile: str | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    code_files: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> SyncResult:
     """Bring ``remote`` up to date with ``local`` (push) or the reverse (pull).
 
@@ -377,6 +302,9 @@ def sync(
         Show a progress bar (on a terminal).
     log : callable, optional
         Called with one line per planned action on a dry run.
+    code_files : mapping, optional
+        What the ``code`` group pushes, ``code/...`` key -> local file
+        (:func:`multitype.cloud.bundle.code_files`); needed to push that group.
 
     Returns
     -------
@@ -386,7 +314,8 @@ def sync(
     Raises
     ------
     StorageError
-        Unusable local folder or remote (see :mod:`multitype.storage`).
+        Unusable local folder or remote (see :mod:`multitype.storage`), or on
+        a pull, a listed key that is not a plain relative path.
     """
     start = time.perf_counter()
     if direction not in ("push", "pull"):
@@ -403,7 +332,7 @@ def sync(
     storage.check()
     result = SyncResult(direction, str(local_root), storage.root, dry_run=dry_run)
 
-    local_tree = _local_tree(local_root, groups, direction) if local_root.exists() else {}
+    local_tree = _local_tree(local_root, groups, direction, code_files) if local_root.exists() else {}
     remote_tree = _remote_tree(storage, groups)
     state = _State(local_root, storage.root)
 
@@ -411,8 +340,8 @@ def sync(
         source, dest = local_tree, remote_tree
     else:
         source, dest = remote_tree, local_tree  # type: ignore[assignment]
-        for key in remote_tree:
-            check_key(key)  # an object key with '..' must not escape the local root
+        for key in remote_tree:  # every key checked before anything is created
+            local_target(local_root, key, source=f"{storage.root}/{key}")
     todo: list[str] = []
     for key in sorted(source):
         if key in dest and _unchanged(key, local_tree[key], remote_tree[key], direction, state):
@@ -510,73 +439,3 @@ def _delete(direction: Direction, keys: list[str], local_root: Path, storage: St
         local.rm_files(keys)
     for key in keys:
         state.forget(key)
-
-
-# --- archive: a lifecycle rule for old checkpoints and raw data ------------------
-STORAGE_CLASSES = ("GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "STANDARD_IA")
-ARCHIVED_FOLDERS = (layout.CHECKPOINTS, "data/raw")
-_MIN_DAYS = {"STANDARD_IA": 30}  # S3 refuses earlier transitions to STANDARD_IA
-
-
-@dataclass
-class ArchivePlan:
-    """The rules ``sync archive`` adds, and the bucket's whole configuration after merging."""
-
-    bucket: str
-    rules: list[dict[str, Any]]
-    merged: list[dict[str, Any]]
-    applied: bool = False
-
-
-def parse_days(value: str | int) -> int:
-    """``"30d"``, ``"30"`` or ``30`` -> 30 (whole days, at least 1)."""
-    text = str(value).strip().lower()
-    match = re.fullmatch(r"(\d+)\s*d?", text)
-    if not match or int(match.group(1)) < 1:
-        raise UserError(f"--older-than must be a whole number of days such as 30d, got {value!r}")
-    return int(match.group(1))
-
-
-def archive_rules(remote: str, days: int, storage_class: str) -> list[dict[str, Any]]:
-    """One lifecycle rule per archived folder of the root ``remote`` (``s3://bucket/prefix``)."""
-    if storage_class not in STORAGE_CLASSES:
-        raise UserError(f"--storage-class must be one of {', '.join(STORAGE_CLASSES)}, got {storage_class!r}")
-    if days < _MIN_DAYS.get(storage_class, 1):
-        raise UserError(f"--older-than {days}d: S3 moves objects to {storage_class} only after "
-                        f"{_MIN_DAYS[storage_class]} days or more")
-    _, prefix = split_s3_url(remote)
-    rules = []
-    for folder in ARCHIVED_FOLDERS:
-        key_prefix = f"{prefix}/{folder}/" if prefix else f"{folder}/"
-        rules.append({
-            "ID": f"multitype-archive:{key_prefix}"[:255],
-            "Filter": {"Prefix": key_prefix},
-            "Status": "Enabled",
-            "Transitions": [{"Days": days, "StorageClass": storage_class}],
-        })
-    return rules
-
-
-def merge_rules(existing: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``existing`` with rules of the same ID replaced by ``new`` ones; the rest kept, in order."""
-    ids = {rule["ID"] for rule in new}
-    return [rule for rule in existing if rule.get("ID") not in ids] + new
-
-
-def archive(remote: str, older_than: str | int = 30, storage_class: str = "GLACIER_IR", apply: bool = False,
-            endpoint_url: str | None = None, profile: str | None = None) -> ArchivePlan:
-    """Plan (and with ``apply``, put) a lifecycle rule archiving old checkpoints and raw data.
-
-    The bucket's existing rules are read and kept; a rule of an earlier
-    ``sync archive`` for the same prefix is replaced.
-    """
-    if not remote:
-        raise UserError("no remote to archive; pass --remote s3://bucket/prefix or set storage.remote in project.yaml")
-    rules = archive_rules(remote, parse_days(older_than), storage_class)
-    storage = Storage(remote, endpoint_url=endpoint_url, profile=profile)
-    merged = merge_rules(storage.lifecycle_rules(), rules)
-    plan = ArchivePlan(storage.bucket, rules, merged)
-    if apply:
-        storage.put_lifecycle_rules(merged)
-        plan.applied = True
-    return plan

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from multitype.errors import UserError
-from multitype.sync import archive_rules, merge_rules, parse_days
+from multitype.cloud.lifecycle import archive_rules, merge_rules, parse_days
 
 OTHER_RULE = {"ID": "keep-logs-90d", "Filter": {"Prefix": "logs/"}, "Status": "Enabled",
               "Expiration": {"Days": 90}}

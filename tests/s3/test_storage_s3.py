@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from multitype import storage as storage_module
 from multitype.errors import StorageError
-from multitype.storage import COMPLETE_MARKER, Storage
+from multitype.storage import COMPLETE_MARKER, Storage, multipart_etag
 from multitype.uploader import FolderPublisher
 
 
@@ -97,14 +97,13 @@ def test_killed_checkpoint_upload_is_never_complete(root: str, tmp_path: Path, s
     proc = _start(f"""
         import os, signal
         from multitype.storage import COMPLETE_MARKER, Storage
-        st = Storage({root!r})
-        pipe_file = st.fs.pipe_file
-        def die_before_marker(path, *args, **kwargs):
-            if path.endswith(COMPLETE_MARKER):
+        write_bytes = Storage.write_bytes
+        def die_before_marker(self, key, data):
+            if key.endswith(COMPLETE_MARKER):
                 os.kill(os.getpid(), signal.SIGKILL)
-            return pipe_file(path, *args, **kwargs)
-        st.fs.pipe_file = die_before_marker
-        st.put_dir({str(folder)!r}, {key!r})
+            return write_bytes(self, key, data)
+        Storage.write_bytes = die_before_marker
+        Storage({root!r}).put_dir({str(folder)!r}, {key!r})
     """)
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGKILL
@@ -133,9 +132,9 @@ def test_killed_multipart_upload_leaves_no_object(root: str, tmp_path: Path, s3_
     big = tmp_path / "model.safetensors"
     big.write_bytes(os.urandom(120 * 2**20))
     proc = _start(f"""
-        from multitype import storage
-        storage.MULTIPART_CHUNKSIZE = 5 * 2**20
-        storage.Storage({root!r}).put_file({str(big)!r}, "models/final/m/model.safetensors")
+        from multitype.storage import Storage, transfer
+        transfer.MULTIPART_THRESHOLD = transfer.MULTIPART_CHUNKSIZE = 5 * 2**20
+        Storage({root!r}).put_file({str(big)!r}, "models/final/m/model.safetensors")
     """)
     client = s3_server.client()
     _kill_when(proc, lambda: client.list_multipart_uploads(Bucket=bucket_of(root)).get("Uploads"))
@@ -144,15 +143,27 @@ def test_killed_multipart_upload_leaves_no_object(root: str, tmp_path: Path, s3_
     assert not Storage(root).exists("models/final/m/model.safetensors")
 
 
-def test_large_files_go_up_in_parts(root: str, tmp_path: Path, s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage_module, "MULTIPART_CHUNKSIZE", 5 * 2**20)
+def test_large_files_go_up_in_8_mib_parts_as_aws_s3_sync(root: str, tmp_path: Path, s3_server) -> None:
+    """Same part size as ``aws s3 sync``, so the same ETag: the one etag.py computes locally."""
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(12 * 2**20))
+    big.write_bytes(os.urandom(17 * 2**20))
+    small = tmp_path / "small.json"
+    small.write_bytes(b'{"x": 1}')
     st = Storage(root)
     st.put_file(big, "models/final/m/big.bin")
-    head = s3_server.client().head_object(Bucket=bucket_of(root), Key="proj/models/final/m/big.bin")
-    assert head["ETag"].strip('"').endswith("-3") and head["ContentLength"] == 12 * 2**20
+    st.put_file(small, "models/final/m/small.json")
+    client = s3_server.client()
+    head = client.head_object(Bucket=bucket_of(root), Key="proj/models/final/m/big.bin")
+    assert head["ContentLength"] == 17 * 2**20
+    assert head["ETag"].strip('"') == multipart_etag(big, 8 * 2**20) and head["ETag"].endswith('-3"')
+    head = client.head_object(Bucket=bucket_of(root), Key="proj/models/final/m/small.json")
+    assert head["ETag"].strip('"') == multipart_etag(small, 8 * 2**20) == hashlib.md5(b'{"x": 1}').hexdigest()
+    assert head["ContentType"] == "application/json"
+    # the download is ranged (3 parts of 8 MiB, in parallel) and gives the same bytes
     assert st.get_file("models/final/m/big.bin", tmp_path / "back.bin").read_bytes() == big.read_bytes()
+    with st.local_dir("models/final/m") as local:
+        assert (local / "big.bin").read_bytes() == big.read_bytes() and sorted(os.listdir(local)) == [
+            "big.bin", "small.json"]
 
 
 def test_publisher_streams_in_background_and_reports_failures(root: str, tmp_path: Path, s3_server,
@@ -177,3 +188,25 @@ def test_publisher_streams_in_background_and_reports_failures(root: str, tmp_pat
         s3_server.start()
     assert (tmp_path / "e2").is_dir()  # not removed: it was never published
     assert not st.is_complete("models/checkpoints/m-epoch2")
+
+
+@pytest.mark.parametrize("size", [1000, 9 * 2**20], ids=["small", "ranged"])
+def test_folder_download_of_an_object_deleted_after_listing(root: str, tmp_path: Path, s3_server,
+                                                             monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    st = Storage(root)
+    st.put_dir(make_folder(tmp_path / "ckpt", 4, size), "models/checkpoints/m-epoch1")
+    gone = "models/checkpoints/m-epoch1/shard-002.bin"
+    listing = Storage.walk_files
+
+    def list_then_delete(self: Storage, key: str = "") -> dict:
+        found = listing(self, key)
+        s3_server.client().delete_object(Bucket=bucket_of(root), Key=f"proj/{gone}")  # another machine's cleanup
+        return found
+
+    monkeypatch.setattr(Storage, "walk_files", list_then_delete)
+    dest = tmp_path / "resume"
+    with pytest.raises(StorageError) as exc:
+        st.get_dir("models/checkpoints/m-epoch1", dest)
+    message = str(exc.value)
+    assert "\n" not in message and f"{root}/{gone} not found" in message and "deleted while" in message
+    assert not [p for p in dest.rglob("*") if p.name.endswith(".tmp")]  # no temp file left behind

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from multitype.cloud.bundle import code_files, write_tarball
 from multitype.errors import StorageError, UserError
 from multitype.sync import STATE_KEY, sync
 from tests.conftest import write_configs
@@ -132,22 +136,56 @@ def test_only_limits_groups(tmp_path: Path, remote: str, s3_server) -> None:
         sync("push", local, remote, only="configs,nope")
 
 
-def test_only_code_pushes_src_and_pinned_requirements(tmp_path: Path, remote: str, s3_server) -> None:
+def test_only_code_pushes_src_pinned_requirements_and_the_commit(cli, tmp_path: Path, remote: str, s3_server) -> None:
     local = tmp_path / "proj"
     (local / "src/multitype").mkdir(parents=True)
     (local / "src/multitype/__init__.py").write_text("VERSION = 1\n")
     (local / "src/multitype/__pycache__").mkdir()
     (local / "src/multitype/__pycache__/x.cpython-311.pyc").write_bytes(b"\0")
     (local / "pyproject.toml").write_text("[project]\nname = 'multitype'\n")
-    result = sync("push", local, remote, only="code")
-    assert result.uploaded == ["code/pyproject.toml", "code/requirements.txt", "code/src/multitype/__init__.py"]
-    pins = s3_server.client().get_object(Bucket=bucket_of(remote), Key="proj/code/requirements.txt")["Body"].read()
+    git = ["git", "-C", str(local), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "src", "pyproject.toml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    result = cli("sync", "push", "--local", local, "--remote", remote, "--only", "code",
+                 "--config-dir", tmp_path / "none")
+    assert result.exit_code == 0, result.stderr
+    keys = s3_server.list_keys(bucket_of(remote), "proj/code/")
+    assert keys == ["proj/code/bundle.json", "proj/code/pyproject.toml", "proj/code/requirements.txt",
+                    "proj/code/src/multitype/__init__.py"]
+    client = s3_server.client()
+    pins = client.get_object(Bucket=bucket_of(remote), Key="proj/code/requirements.txt")["Body"].read()
     lines = pins.decode().splitlines()
     assert any(line.lower().startswith("torch==") for line in lines)
     assert any(line.lower().startswith("s3fs==") for line in lines)
     assert not any(line.lower().startswith("multitype==") for line in lines)
     assert not any("+" in line for line in lines if not line.startswith("#"))
-    assert sync("push", local, remote, only="code").uploaded == []
+    info = json.loads(client.get_object(Bucket=bucket_of(remote), Key="proj/code/bundle.json")["Body"].read())
+    assert info["commit"] == head and info["dirty"] is False
+    assert sync("push", local, remote, only="code", code_files=code_files(local)).uploaded == []
+
+    (local / "src/multitype/__init__.py").write_text("VERSION = 2\n")  # an uncommitted change is recorded
+    assert sync("push", local, remote, only="code", code_files=code_files(local)).uploaded == [
+        "code/bundle.json", "code/src/multitype/__init__.py"]
+    info = json.loads(client.get_object(Bucket=bucket_of(remote), Key="proj/code/bundle.json")["Body"].read())
+    assert info["commit"] == head and info["dirty"] is True
+    with pytest.raises(UserError, match="needs the bundle's files"):
+        sync("push", local, remote, only="code")
+
+
+def test_code_bundle_outside_git_and_as_a_tarball(tmp_path: Path) -> None:
+    local = tmp_path / "proj"
+    (local / "src/multitype").mkdir(parents=True)
+    (local / "src/multitype/__init__.py").write_text("VERSION = 1\n")
+    files = code_files(local)
+    info = json.loads(files["code/bundle.json"].read_text())
+    assert info["commit"] is None and info["dirty"] is None
+    first = write_tarball(files, tmp_path / "a/sourcedir.tar.gz").read_bytes()
+    assert write_tarball(code_files(local), tmp_path / "b/sourcedir.tar.gz").read_bytes() == first  # reproducible
+    with tarfile.open(tmp_path / "a/sourcedir.tar.gz") as tar:
+        assert sorted(tar.getnames()) == ["bundle.json", "requirements.txt", "src/multitype/__init__.py"]
 
 
 def test_reads_objects_written_like_aws_s3_sync(tmp_path: Path, remote: str, s3_server) -> None:

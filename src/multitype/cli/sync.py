@@ -34,12 +34,17 @@ def _project_config(config_dir: str) -> ProjectConfig:
 
 def _sync(direction: str, local: str, remote: Optional[str], only: Optional[str], dry_run: bool,
           delete: bool, jobs: int, config_dir: str) -> None:
-    from multitype.sync import sync
+    from multitype.sync import parse_only, sync
 
     project = _project_config(config_dir)
+    code = None
+    if direction == "push" and "code" in parse_only(only) and Path(local).is_dir():
+        from multitype.cloud.bundle import code_files
+
+        code = code_files(local)
     result = sync(direction, local=local, remote=remote or project.storage.remote, only=only,  # type: ignore[arg-type]
                   dry_run=dry_run, delete=delete, endpoint_url=project.storage.endpoint_url, jobs=jobs,
-                  profile=project.aws.profile, progress=True, log=typer.echo)
+                  profile=project.aws.profile, progress=True, log=typer.echo, code_files=code)
     moved = result.transferred
     verb = "uploaded" if direction == "push" else "downloaded"
     prefix = "(dry run) would have " if dry_run else ""
@@ -71,7 +76,7 @@ def archive(
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
     """Add an S3 lifecycle rule moving old checkpoints and raw data to a cheaper storage class."""
-    from multitype.sync import archive as plan_archive
+    from multitype.cloud.lifecycle import archive as plan_archive
 
     project = _project_config(config_dir)
     kwargs = dict(remote=remote or project.storage.remote, older_than=older_than, storage_class=storage_class,
