@@ -402,7 +402,7 @@ def _transfer(direction: Direction, keys: list[str], local_root: Path, local_tre
             size = item.size
         else:
             obj = remote_tree[key]
-            path = storage.get_file(key, local_root / key)
+            path = storage.get_file(key, local_root / key, size=obj.size, etag=obj.etag or None)
             os.utime(path, (obj.modified, obj.modified))
             st = path.stat()
             state.record(key, _Local(path, st.st_size, st.st_mtime_ns), obj.etag)

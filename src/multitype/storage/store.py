@@ -332,8 +332,13 @@ class Storage:
             return dict(zip(keys, pool.map(self.read_bytes, keys)))
 
     @_s3_errors
-    def get_file(self, key: str, local: str | os.PathLike[str]) -> Path:
-        """Copy ``key`` to the local file ``local`` atomically (temp + rename) and return it."""
+    def get_file(self, key: str, local: str | os.PathLike[str], *, size: int | None = None,
+                 etag: str | None = None) -> Path:
+        """Copy ``key`` to the local file ``local`` atomically (temp + rename) and return it.
+
+        ``size`` and ``etag`` from a listing (S3) save a HeadObject request and
+        pin a ranged download to that version of the object.
+        """
         target = Path(local)
         target.parent.mkdir(parents=True, exist_ok=True)
         if not self.s3:
@@ -348,7 +353,9 @@ class Storage:
                 _unlink(tmp)
                 raise
             return target
-        self._download([(self._object(key), target, None, None)])
+        if etag and not etag.startswith('"'):
+            etag = f'"{etag}"'
+        self._download([(self._object(key), target, size, etag)])
         return target
 
     def _download(self, items: list[tuple[str, Path, int | None, str | None]]) -> None:
@@ -463,7 +470,7 @@ class Storage:
             self._put_dir_local(local_dir, key, marker)
             return
         key = check_key(key)
-        if self.exists(f"{key}/{COMPLETE_MARKER}"):
+        if self.is_complete(key):
             self.rm(f"{key}/{COMPLETE_MARKER}")
         files = sorted(p for p in local_dir.rglob("*") if p.is_file())
         rels = [f.relative_to(local_dir).as_posix() for f in files]
