@@ -115,7 +115,10 @@ def test_predict_refuses_a_hostile_model_folder(cli, s3, tmp_path: Path, config_
 def test_a_folder_marker_object_is_not_a_hostile_key(s3, tmp_path: Path) -> None:
     """``<folder>/`` and ``<folder>/sub/`` placeholders (the S3 console's "Create folder") are skipped."""
     s3.create_bucket(Bucket="placeholders")
-    for key, body in {"proj/m/": b"", "proj/m/sub/": b"", "proj/m/sub/w.bin": b"w", "proj/m/c.json": b"{}"}.items():
+    objects = {"proj/m/": b"", "proj/m/sub/": b"", "proj/m/sub/w.bin": b"w", "proj/m/c.json": b"{}",
+               "proj/m/_COMPLETE": b""}
+    for key, body in objects.items():
         s3.put_object(Bucket="placeholders", Key=key, Body=body)
     dest = Storage("s3://placeholders/proj").get_dir("m", tmp_path / "m")
-    assert tree(dest) == {"sub", "sub/w.bin", "c.json"}
+    assert tree(dest) == {"sub", "sub/w.bin", "c.json", "_COMPLETE"}
+    assert (dest / "_COMPLETE").read_bytes() == b"" and (dest / "sub/w.bin").read_bytes() == b"w"

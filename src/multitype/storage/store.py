@@ -364,36 +364,33 @@ class Storage:
         Targets' folders must exist. On the first failure the rest is cancelled
         and the temp files are removed; targets already in place stay.
         """
-        temps: dict[int, tuple[str, Any, Path, str]] = {}
+        pending: dict[int, tuple[_TempTarget, str]] = {}
 
         def start(finished: Any) -> list[Any]:
             futures = []
             for obj, target, size, etag in items:
-                tmp = _temp_file(target)
-                fh = open(tmp, "wb")
-                future = transfer.download(self.client, self.bucket, obj, fh, size, etag, finished)
-                temps[id(future)] = (tmp, fh, target, obj)
+                temp = _TempTarget(target)
+                future = transfer.download(self.client, self.bucket, obj, temp, size, etag, finished)
+                pending[id(future)] = (temp, obj)
                 futures.append(future)
             return futures
 
         def place(future: Any) -> None:
-            tmp, fh, target, _ = temps.pop(id(future))
-            fh.close()
-            os.replace(tmp, target)
+            temp, _ = pending.pop(id(future))
+            temp.commit()
 
         def gone(future: Any, exc: BaseException) -> BaseException | None:
             if not is_missing(exc):
                 return None
-            obj = temps[id(future)][3]
+            obj = pending[id(future)][1]
             return StorageError(f"s3://{self.bucket}/{obj} not found (listed, then gone: deleted while it was "
                                 "being downloaded?); check the key, or try again")
 
         try:
             transfer.wait_all(start, place, gone)
         finally:
-            for tmp, fh, _, _ in temps.values():
-                fh.close()
-                _unlink(tmp)
+            for temp, _ in pending.values():
+                temp.discard()
 
     # -- writes (atomic) ---------------------------------------------------------
     @_s3_errors
@@ -634,6 +631,50 @@ class Storage:
                 raise ClientError({"Error": {"Code": first.get("Code", ""), "Message": first.get("Message", "")}},
                                   "DeleteObjects")
 
+
+
+class _TempTarget:
+    """A seekable file for s3transfer that becomes ``target`` on :meth:`commit`.
+
+    The temp file beside ``target`` is made and opened only at the first write,
+    so a folder of thousands of files never holds thousands of descriptors.
+    """
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.tmp: str | None = None
+        self._fh: Any = None
+        self._lock = threading.Lock()
+
+    def _file(self) -> Any:
+        with self._lock:
+            if self._fh is None:
+                self.tmp = _temp_file(self.target)
+                self._fh = open(self.tmp, "r+b")
+            return self._fh
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file().seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file().tell()
+
+    def write(self, data: bytes) -> int:
+        return self._file().write(data)
+
+    def commit(self) -> None:
+        """Close the temp file (made now for an empty object) and rename it to the target."""
+        fh = self._file()
+        fh.close()
+        os.replace(self.tmp, self.target)  # type: ignore[arg-type]
+
+    def discard(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            _unlink(self.tmp)  # type: ignore[arg-type]
 
 
 def _content_type(key: str) -> dict[str, str]:
