@@ -102,7 +102,8 @@ def local_target(dest: str | os.PathLike[str], rel: str, source: str = "") -> Pa
     if reason is not None:
         where = f" ({source!r})" if source else ""
         raise StorageError(f"refusing to download the object key {rel!r}{where} into {base}: {reason}; "
-                           "keys must be plain relative paths (was the bucket written by someone else?)")
+                           "keys must be plain relative paths: remove or rename that object, and check who "
+                           "else can write to the bucket")
     return Path(target)
 
 
