@@ -43,6 +43,10 @@ def test_round_trip(root: str, tmp_path: Path) -> None:
     assert st.listdir("data") == ["processed", "raw"] and st.isdir("data/raw")
     assert sorted(st.walk_files("data")) == ["data/processed/labels.json", "data/raw/raw_data.json"]
     assert st.get_file("data/processed/labels.json", tmp_path / "labels.json").read_text() == '{"x": 0}'
+    assert st.read_many(["data/processed/labels.json", "data/raw/raw_data.json"]) == {
+        "data/processed/labels.json": b'{"x": 0}', "data/raw/raw_data.json": st.read_bytes("data/raw/raw_data.json")}
+    with pytest.raises(StorageError, match=r"s3://.*/proj/data/nope.json not found"):
+        st.read_many(["data/processed/labels.json", "data/nope.json"])
     with st.local_dir("data") as local:
         assert (local / "raw/raw_data.json").is_file()
     st.rm("data/raw", recursive=True)
