@@ -122,3 +122,14 @@ def test_a_folder_marker_object_is_not_a_hostile_key(s3, tmp_path: Path) -> None
     dest = Storage("s3://placeholders/proj").get_dir("m", tmp_path / "m")
     assert tree(dest) == {"sub", "sub/w.bin", "c.json", "_COMPLETE"}
     assert (dest / "_COMPLETE").read_bytes() == b"" and (dest / "sub/w.bin").read_bytes() == b"w"
+
+
+def test_resume_skips_a_checkpoint_with_a_hostile_key(s3, tmp_path: Path) -> None:
+    from multitype.transformer import checkpoint
+
+    key = "models/checkpoints/m-epoch1"
+    root, suffix, outside = plant(s3, tmp_path, "absolute", key)
+    with pytest.raises(checkpoint.InvalidCheckpoint) as exc:
+        checkpoint.open_checkpoint(Storage(root), key)
+    assert_refused(str(exc.value), suffix)
+    assert not outside.exists()
