@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli_process
+import pytest
+
+from tests.conftest import run_cli_process, write_configs
 
 
 def test_help_lists_commands(cli) -> None:
@@ -50,3 +52,36 @@ def test_console_script_exit_code_in_subprocess(tmp_path: Path) -> None:
     res = run_cli_process("train", "baseline", "--root", tmp_path, "--config-dir", tmp_path / "none")
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr
+
+
+def _tiny_processed_root(root: Path) -> Path:
+    """A root with hand-written processed splits (4 classes), enough for `train baseline` to fit."""
+    words = {"business": "shares profit market bank", "politics": "minister vote party election",
+             "sports": "match goal team season", "tech": "software phone computer internet"}
+    processed = root / "data" / "processed"
+    processed.mkdir(parents=True)
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        rows = [f"{words[label]} story {i},{label}" for label in words for i in range(n)]
+        (processed / f"{split}_4class.csv").write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    (processed / "labels.json").write_text('{"business": 0, "politics": 1, "sports": 2, "tech": 3}\n')
+    return root
+
+
+@pytest.mark.parametrize("min_df", ["0", "-1", "1.5", "'2'"])
+def test_bad_min_df_is_exit_2_naming_the_key(tmp_path: Path, min_df: str) -> None:
+    # before the config model bounded it, scikit-learn refused min_df: 0 with a traceback (exit 1)
+    root = _tiny_processed_root(tmp_path / "root")
+    configs = write_configs(tmp_path / "configs", baseline=f"tfidf: {{min_df: {min_df}}}\n")
+    res = run_cli_process("train", "baseline", "--root", root, "--config-dir", configs)
+    assert res.exit_code == 2, res.stderr
+    assert res.stderr.startswith(f"error: {configs}/models_baseline.yaml: 'tfidf.min_df' must be a document count")
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (root / "results").exists()
+
+
+def test_good_min_df_trains(tmp_path: Path, cli) -> None:
+    root = _tiny_processed_root(tmp_path / "root")
+    configs = write_configs(tmp_path / "configs", baseline="tfidf: {min_df: 1}\n")
+    res = cli("train", "baseline", "--root", root, "--config-dir", configs)
+    assert res.exit_code == 0, res.stderr
+    assert (root / "results" / "baseline" / "logreg_metrics.json").is_file()
