@@ -85,3 +85,54 @@ def test_good_min_df_trains(tmp_path: Path, cli) -> None:
     res = cli("train", "baseline", "--root", root, "--config-dir", configs)
     assert res.exit_code == 0, res.stderr
     assert (root / "results" / "baseline" / "logreg_metrics.json").is_file()
+
+
+# --- --debug: a traceback added, the exit code kept, and only the flag removed -----------------
+def test_debug_keeps_exit_code_and_adds_traceback(cli, tmp_path: Path) -> None:
+    res = cli("report", "--root", tmp_path / "root", "--config-dir", tmp_path / "nowhere", "--debug")
+    assert res.exit_code == 2
+    assert "Traceback (most recent call last)" in res.stderr and "ConfigError" in res.stderr
+    assert res.stderr.splitlines()[-1].startswith(f"error: {tmp_path}/nowhere/project.yaml: file not found")
+
+
+def test_debug_in_a_subprocess_keeps_exit_code(tmp_path: Path) -> None:
+    res = run_cli_process("--debug", "train", "baseline", "--root", tmp_path, "--config-dir", tmp_path / "none")
+    assert res.exit_code == 2
+    assert "Traceback" in res.stderr and res.stderr.splitlines()[-1].startswith("error: ")
+    env_res = run_cli_process("train", "baseline", "--root", tmp_path, "--config-dir", tmp_path / "none",
+                              env={"MULTITYPE_DEBUG": "1"})
+    assert env_res.exit_code == 2 and "Traceback" in env_res.stderr
+
+
+def test_debug_as_an_option_value_is_a_file_name(cli, config_dir: Path, tmp_path: Path) -> None:
+    # a file named --debug: the value of --input, not the flag (no traceback, the name reaches prepare)
+    res = cli("prepare", "--input", "--debug", "--root", tmp_path / "root", "--config-dir", config_dir)
+    assert res.exit_code == 2
+    assert res.stderr == ("error: input '--debug' not found; check the path (--input or 'input' in "
+                          "data_config.yaml)\n")
+
+
+def test_debug_value_file_is_found(cli, config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "--debug").write_text('[{"text": "x", "label": "a"}]', encoding="utf-8")
+    res = cli("prepare", "--input", "--debug", "--root", tmp_path / "root", "--config-dir", config_dir)
+    # prepare found the file named --debug and asks for its format (it has no extension)
+    assert res.exit_code == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: cannot tell the format of '--debug' from its extension")
+
+
+@pytest.mark.parametrize(("args", "expected", "debug"), [
+    (["--debug", "report"], ["report"], True),
+    (["report", "--debug", "--root", "r"], ["report", "--root", "r"], True),
+    (["prepare", "--input", "--debug"], ["prepare", "--input", "--debug"], False),
+    (["prepare", "--input=--debug", "--debug"], ["prepare", "--input=--debug"], True),
+    (["prepare", "--force", "--debug"], ["prepare", "--force"], True),
+    (["train", "parallel", "--models", "a", "--", "--debug"], ["train", "parallel", "--models", "a", "--", "--debug"],
+     False),
+    (["train", "parallel", "--models", "--debug", "b", "--debug"], ["train", "parallel", "--models", "--debug", "b"],
+     True),
+])
+def test_split_debug_flag(args: list[str], expected: list[str], debug: bool) -> None:
+    from multitype.cli import split_debug_flag
+
+    assert split_debug_flag(args) == (expected, debug)
