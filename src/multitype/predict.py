@@ -151,7 +151,7 @@ def _plain(value: Any) -> Any:
 
 
 def predict_file(project: Project, model: str, input_path: str, output_path: str | None,
-                 text_field: str | None, batch_size: int) -> str:
+                 text_field: str | None, batch_size: int, force: bool = False) -> str:
     """Predict every text of ``input_path`` with ``model`` and write the predictions.
 
     Parameters
@@ -168,11 +168,19 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
         Column with the texts (default: ``text_field`` in data_config.yaml).
     batch_size : int
         Texts per model call.
+    force : bool, default=False
+        Overwrite ``output_path`` (local or S3) when it exists (DESIGN.md section 5).
 
     Returns
     -------
     str
         Where the predictions were written.
+
+    Raises
+    ------
+    DataError
+        Bad input (before the model loads), or ``output_path`` exists and
+        ``force`` is not set.
     """
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
@@ -184,6 +192,8 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
     in_storage, in_key = _open_file(project, input_path)
     if out_storage.url(out_key) == in_storage.url(in_key):
         raise DataError(f"--output '{output_path}' is the input file; choose another name")
+    if not force and out_storage.exists(out_key):
+        raise DataError(f"{output_path} already exists; pass --force to overwrite it, or choose another --output")
     field = text_field or project.configs.data.text_field
     texts, input_sha = read_texts(project, input_path, field)  # bad input fails before the model loads
 
