@@ -187,3 +187,11 @@ def test_cli_override_error_names_the_flag(config_dir: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         configs.transformer.params_for("minilm", batch_size=0, learning_rate=None)
     assert str(exc.value) == "command line (--batch-size): 'batch_size' Input should be greater than 0, got 0"
+
+
+@pytest.mark.parametrize("name", ["nope", "base64", "rot13"])
+def test_encoding_must_be_a_text_codec(name: str) -> None:
+    with pytest.raises(ConfigError, match=rf"data_config.yaml: 'encoding' is not a text encoding Python knows; .* "
+                                          rf"got '{name}'"):
+        parse_config("data", f"encoding: {name}\n", "data_config.yaml")
+    assert parse_config("data", "encoding: latin-1\n", "data_config.yaml").encoding == "latin-1"

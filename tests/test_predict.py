@@ -176,6 +176,27 @@ def test_existing_output_needs_force(tmp_path: Path, trained, cli) -> None:
     assert pd.read_csv(default)["predicted_label"].tolist() == ["sports"]
 
 
+@pytest.mark.parametrize(("suffix", "body"), [(".txt", "Le café: the striker scored in the final.\n"),
+                                              (".csv", "text\r\nLe café: the striker scored in the final.\r\n")])
+def test_input_with_byte_order_mark(tmp_path: Path, trained, cli, suffix: str, body: str) -> None:
+    import codecs
+
+    root, configs = trained
+    src = tmp_path / f"in{suffix}"
+    src.write_bytes(codecs.BOM_UTF16_LE + body.encode("utf-16-le"))  # as Excel's "Unicode text" saves it
+    res = cli("predict", "--model", "models/final/logreg", "--input", src, "--root", root, "--config-dir", configs)
+    assert res.exit_code == 0, res.stderr
+    frame = pd.read_csv(tmp_path / "in.predictions.csv")
+    assert frame["text"].tolist() == ["Le café: the striker scored in the final."]
+    assert frame["predicted_label"].tolist() == ["sports"]
+
+    latin = tmp_path / f"latin{suffix}"
+    latin.write_bytes(body.encode("latin-1"))
+    err = _one_line_error(cli("predict", "--model", "models/final/logreg", "--input", latin, "--root", root,
+                              "--config-dir", configs))
+    assert f"{latin}: byte 0xe9" in err and "is not UTF-8" in err and "encoding: latin-1" in err
+
+
 def test_default_output_name() -> None:
     assert default_output("data/new.csv") == "data/new.predictions.csv"
     assert default_output("s3://b/p/in.jsonl") == "s3://b/p/in.predictions.csv"

@@ -94,11 +94,27 @@ class DataConfig(_Strict):
     text_field: str = "text"
     label_field: str = "label"
     labels: list[str] | None = None
+    # codec of input files without a byte-order mark (null = UTF-8), e.g. latin-1, cp1252
+    encoding: str | None = None
     min_chars: Int = Field(1, ge=1)
     empty_texts: Literal["drop", "error"] = "drop"
     min_per_class: Int = Field(10, ge=1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+
+    @field_validator("encoding")
+    @classmethod
+    def _codec(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            b"a".decode(v)  # LookupError for unknown names and for bytes-to-bytes codecs (base64, ...)
+        except LookupError:
+            raise ValueError("is not a text encoding Python knows; use a name such as latin-1, cp1252, "
+                             "utf-16 or shift_jis") from None
+        except UnicodeError:
+            pass  # a real codec that needs more than one byte
+        return v
 
 
 # --- models_baseline.yaml -----------------------------------------------------

@@ -84,6 +84,9 @@ def model_folder(project: Project, model: str) -> Iterator[Path]:
 def read_texts(project: Project, location: str, text_field: str) -> tuple[list[str], str]:
     """The texts of an input file and its sha256.
 
+    Decoded as the project's raw input is (:func:`multitype.data.sources.decode_text`):
+    by its byte-order mark, else ``encoding`` in data_config.yaml, else UTF-8.
+
     Raises
     ------
     DataError
@@ -100,12 +103,13 @@ def read_texts(project: Project, location: str, text_field: str) -> tuple[list[s
     data = storage.read_bytes(key)
     digest = hashlib.sha256(data).hexdigest()
     if suffix == ".txt":
-        lines = [line for line in sources.decode_utf8(data, location).splitlines() if line.strip()]
+        lines = [line for line in sources.decode_text(data, location, project.configs.data.encoding).splitlines()
+                 if line.strip()]
         if not lines:
             raise DataError(f"{location} is empty; it needs one text a line")
         return lines, digest
     texts: list[str] = []
-    for where, row in sources.PARSERS[INPUT_FORMATS[suffix]](data, location):
+    for where, row in sources.PARSERS[INPUT_FORMATS[suffix]](data, location, project.configs.data.encoding):
         if not isinstance(row, dict):
             raise DataError(f"{location} {where}: expected an object with a '{text_field}' field, "
                             f"got a JSON {type(row).__name__}")

@@ -40,7 +40,8 @@ def read_raw(project: Project, input: str | None,
         return sources.read_bbc_news(progress=progress)
     return sources.read_input(location, cfg.format, cfg.text_field, cfg.label_field,
                               endpoint_url=project.storage.endpoint_url,
-                              profile=getattr(project.storage, "profile", None), progress=progress)
+                              profile=getattr(project.storage, "profile", None), progress=progress,
+                              encoding=cfg.encoding)
 
 
 def raw_state(storage: Storage, records: list[dict[str, str]]) -> str:
@@ -308,7 +309,8 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
         "empty_texts": {"count": len(cleaned.empty_rows), "min_chars": cfg.min_chars, "action": cfg.empty_texts,
                         "examples": cleaned.empty_examples},
         "decoding": {"rows": [i + 1 for i in raw.replaced],
-                     "note": "not valid UTF-8; decoded with replacement characters" if raw.replaced else ""},
+                     "note": ("not valid UTF-8; decoded with replacement characters (set encoding: in "
+                              "data_config.yaml if the files share another encoding)") if raw.replaced else ""},
         **leakage.findings(found, records),
         "dropped": {},
     }
