@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from multitype.errors import DataError
-from multitype.storage import Storage, is_remote, s3_endpoint, s3_error
+from multitype.storage import Storage, is_remote
 
 FORMATS = ("json", "jsonl", "csv", "parquet", "folder")
 _EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
@@ -325,15 +325,14 @@ def _natural(key: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(key)]
 
 
-def _cat(storage: Storage, keys: list[str]) -> dict[str, bytes]:
-    """Path -> bytes of several files in one call (concurrent GETs on S3), S3 errors as one line."""
-    try:
-        return storage.fs.cat([storage.path(k) for k in keys])
-    except Exception as exc:
-        mapped = s3_error(exc, storage.url(keys[0]), s3_endpoint(storage.endpoint_url)) if storage.remote else None
-        if mapped is None:
-            raise
-        raise mapped from exc
+def _read_many(storage: Storage, keys: list[str]) -> list[bytes]:
+    """The bytes of several files, fetched concurrently (GETs on S3), in the order of ``keys``."""
+    if not storage.remote:
+        return [storage.read_bytes(key) for key in keys]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(storage.read_bytes, keys))
 
 
 def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = None,
@@ -367,10 +366,7 @@ def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = No
     batch = 256
     for start in range(0, len(files), batch):
         keys = files[start:start + batch]
-        # one call per batch: s3fs fetches the objects concurrently
-        contents = _cat(storage, keys)
-        for key in keys:
-            data = contents[storage.path(key)]
+        for key, data in zip(keys, _read_many(storage, keys)):
             digest.update(key.encode() + b"\0" + hashlib.sha256(data).digest())
             try:
                 text = decode_text(data, f"{name.rstrip('/')}/{key}", encoding)
