@@ -24,6 +24,7 @@ import pytest
 from multitype.data.dataset import load_labels, load_split
 from multitype.data.prepare import prepare
 from multitype.data.publish import COMMIT, PENDING
+from multitype.errors import DataError
 from multitype.project import open_project
 from multitype.storage import Storage
 from tests.data.conftest import write_json
@@ -196,3 +197,15 @@ def test_damaged_commit_record_is_one_line(inputs, config_dir: Path, tmp_path: P
     res = cli("train", "baseline", "--root", root, "--config-dir", config_dir)
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "commit.json is not a commit record of multitype prepare; rerun 'multitype prepare'" in res.stderr
+
+
+def test_record_pointing_outside_staging_is_refused(inputs, config_dir: Path, tmp_path: Path) -> None:
+    a, _ = inputs
+    root = tmp_path / "root"
+    prepare(_project(str(root), config_dir), input=str(a))
+    record = {"format": "multitype-fileset-1", "run_id": "x",
+              "files": {"data/processed/labels.json": {"staged": "results/report.md", "sha256": "0" * 64}}}
+    (root / COMMIT).parent.mkdir(parents=True, exist_ok=True)
+    (root / COMMIT).write_text(json.dumps(record))
+    with pytest.raises(DataError, match="is not a commit record of multitype prepare"):
+        load_labels(Storage(str(root)))

@@ -60,7 +60,10 @@ def committed(storage: Storage) -> dict[str, Any] | None:
         if not _has_record(storage):  # finished and removed between the two calls
             return None
         raise DataError(f"{exc}; rerun 'multitype prepare'") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("files"), dict):
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(files, dict) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+            and str(entry.get("staged", "")).startswith(f"{PENDING}/") for entry in files.values()):
         raise DataError(f"{storage.url(COMMIT)} is not a commit record of multitype prepare; "
                         "rerun 'multitype prepare'")
     return record
