@@ -159,9 +159,11 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize(("roots", "kill_at", "expect"), [("local", 3, "old"), pytest.param("s3", 3, "old", marks=pytest.mark.slow),
-                                                     pytest.param("s3", 8, "new", marks=pytest.mark.slow)],
-                         indirect=["roots"])
+@pytest.mark.parametrize(("roots", "kill_at", "expect"), [
+    ("local", 3, "old"),
+    pytest.param("s3", 3, "old", marks=pytest.mark.slow),
+    pytest.param("s3", 8, "new", marks=pytest.mark.slow),
+], indirect=["roots"])
 def test_prepare_sigkilled_leaves_old_or_new(inputs, config_dir: Path, roots, tmp_path: Path, kill_at: int,
                                              expect: str) -> None:
     """A real SIGKILL: at the 3rd write (staging) readers keep A; at the 8th (after the record) they get B.

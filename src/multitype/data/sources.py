@@ -172,7 +172,8 @@ def decode_text(data: bytes, name: str, encoding: str | None = None) -> str:
         elif encoding and codec == encoding:
             fix = f"check encoding: {encoding} in data_config.yaml, or re-encode the file as UTF-8"
         else:
-            fix = "its byte-order mark declares it, so the file looks damaged; save it again from the program that wrote it"
+            fix = ("its byte-order mark declares it, so the file looks damaged; save it again from the program "
+                   "that wrote it")
         raise DataError(f"{where} is not {codecs.lookup(codec).name.upper().replace('-SIG', '')}; {fix}") from None
 
 
