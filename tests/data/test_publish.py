@@ -76,7 +76,9 @@ def roots(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     server = request.getfixturevalue("s3_server")
     for var, value in server.env.items():  # what the autouse _s3_env does for tests that name s3_server
         monkeypatch.setenv(var, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE",
+                "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
     bucket = server.make_bucket("publish")
     return lambda name: f"s3://{bucket}/{name}"
 
