@@ -152,6 +152,51 @@ def test_bad_inputs(tmp_path: Path, trained, cli) -> None:
     assert pd.read_csv(good)["text"].tolist() == ["a text"]  # untouched
 
 
+def test_existing_output_needs_force(tmp_path: Path, trained, cli) -> None:
+    root, configs = trained
+    common = ("--model", "models/final/logreg", "--root", root, "--config-dir", configs)
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["The striker scored in the final."]}).to_csv(src, index=False)
+    mine = tmp_path / "mine.csv"
+    mine.write_text("a file the user made\n")
+    err = _one_line_error(cli("predict", *common, "--input", src, "--output", mine))
+    assert err == f"error: {mine} already exists; pass --force to overwrite it, or choose another --output\n"
+    assert mine.read_text() == "a file the user made\n"
+    res = cli("predict", *common, "--input", src, "--output", mine, "--force")
+    assert res.exit_code == 0, res.stderr
+    assert pd.read_csv(mine)["predicted_label"].tolist() == ["sports"]
+
+    # the default output (<input>.predictions.csv) too
+    default = tmp_path / "in.predictions.csv"
+    default.write_text("older predictions\n")
+    err = _one_line_error(cli("predict", *common, "--input", src))
+    assert f"{tmp_path}/in.predictions.csv already exists; pass --force" in err
+    assert default.read_text() == "older predictions\n"
+    assert cli("predict", *common, "--input", src, "--force").exit_code == 0
+    assert pd.read_csv(default)["predicted_label"].tolist() == ["sports"]
+
+
+@pytest.mark.parametrize(("suffix", "body"), [(".txt", "Le café: the striker scored in the final.\n"),
+                                              (".csv", "text\r\nLe café: the striker scored in the final.\r\n")])
+def test_input_with_byte_order_mark(tmp_path: Path, trained, cli, suffix: str, body: str) -> None:
+    import codecs
+
+    root, configs = trained
+    src = tmp_path / f"in{suffix}"
+    src.write_bytes(codecs.BOM_UTF16_LE + body.encode("utf-16-le"))  # as Excel's "Unicode text" saves it
+    res = cli("predict", "--model", "models/final/logreg", "--input", src, "--root", root, "--config-dir", configs)
+    assert res.exit_code == 0, res.stderr
+    frame = pd.read_csv(tmp_path / "in.predictions.csv")
+    assert frame["text"].tolist() == ["Le café: the striker scored in the final."]
+    assert frame["predicted_label"].tolist() == ["sports"]
+
+    latin = tmp_path / f"latin{suffix}"
+    latin.write_bytes(body.encode("latin-1"))
+    err = _one_line_error(cli("predict", "--model", "models/final/logreg", "--input", latin, "--root", root,
+                              "--config-dir", configs))
+    assert f"{latin}: byte 0xe9" in err and "is not UTF-8" in err and "encoding: latin-1" in err
+
+
 def test_default_output_name() -> None:
     assert default_output("data/new.csv") == "data/new.predictions.csv"
     assert default_output("s3://b/p/in.jsonl") == "s3://b/p/in.predictions.csv"
@@ -226,12 +271,26 @@ def test_train_report_predict_on_s3(tmp_path: Path, s3_server, cli) -> None:
 
     client = s3_server.client()
     client.put_object(Bucket=bucket, Key="inbox/new.csv", Body=b"text\nThe striker scored in the final.\n")
-    for model in ("models/final/logreg", f"{root}/models/final/linear_svm"):
+    for model, force in (("models/final/logreg", ()), (f"{root}/models/final/linear_svm", ("--force",))):
         res = cli("predict", "--model", model, "--input", f"s3://{bucket}/inbox/new.csv", "--root", root,
-                  "--config-dir", configs)
+                  "--config-dir", configs, *force)
         assert res.exit_code == 0, res.stderr
         body = client.get_object(Bucket=bucket, Key="inbox/new.predictions.csv")["Body"].read().decode()
         assert body.splitlines()[1].split(",")[2] == "sports"
-    err = _one_line_error(cli("predict", "--model", f"s3://{bucket}/nothing/here", "--input",
+        assert ("score_sports" if force else "prob_sports") in body.splitlines()[0]
+    # the default output on S3 exists now: refused without --force, the object left as it was
+    before = client.get_object(Bucket=bucket, Key="inbox/new.predictions.csv")["Body"].read()
+    err = _one_line_error(cli("predict", "--model", "models/final/logreg", "--input",
                               f"s3://{bucket}/inbox/new.csv", "--root", root, "--config-dir", configs))
+    assert err == (f"error: s3://{bucket}/inbox/new.predictions.csv already exists; pass --force to overwrite it, "
+                   "or choose another --output\n")
+    assert client.get_object(Bucket=bucket, Key="inbox/new.predictions.csv")["Body"].read() == before
+    client.put_object(Bucket=bucket, Key="out/mine.jsonl", Body=b"user data\n")
+    err = _one_line_error(cli("predict", "--model", "models/final/logreg", "--input", f"s3://{bucket}/inbox/new.csv",
+                              "--output", f"s3://{bucket}/out/mine.jsonl", "--root", root, "--config-dir", configs))
+    assert f"s3://{bucket}/out/mine.jsonl already exists; pass --force" in err
+    assert client.get_object(Bucket=bucket, Key="out/mine.jsonl")["Body"].read() == b"user data\n"
+    err = _one_line_error(cli("predict", "--model", f"s3://{bucket}/nothing/here", "--input",
+                              f"s3://{bucket}/inbox/new.csv", "--output", f"s3://{bucket}/out/p.csv", "--root", root,
+                              "--config-dir", configs))
     assert f"s3://{bucket}/nothing/here" in err

@@ -2,15 +2,21 @@
 
 Unknown keys are errors (``extra="forbid"``) and every problem in a file is
 reported at once, naming the file and the dotted key, so a typo costs one run.
+Every number has the bounds the code that uses it needs (as scikit-learn's
+``_parameter_constraints`` do), so a bad value fails here, with the key, and
+not later inside scikit-learn or torch: numbers are strict (``true`` or ``"3"``
+is not a number), finite (no ``.inf``/``.nan``), and counts are integers.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from multitype.errors import ConfigError
 
@@ -23,7 +29,22 @@ CONFIG_FILES = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _yaml_float(value: Any) -> Any:
+    """YAML 1.1 (PyYAML) reads ``2e-5`` without a dot as a string: take it as the number it spells."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# Strict numbers: YAML's `true`, `"3"` or `2.5` is not a count; an integer is a fine float.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), BeforeValidator(_yaml_float)]
+# numpy's legacy seeding and scikit-learn's random_state take 0 <= seed < 2**32
+Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32)]
 
 
 # --- project.yaml -------------------------------------------------------------
@@ -42,17 +63,17 @@ class AwsConfig(_Strict):
 
 class ProjectConfig(_Strict):
     name: str = "nlp-multitype"
-    seed: int = 42
+    seed: Seed = 42
     storage: StorageConfig = Field(default_factory=StorageConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
 
 
 # --- data_config.yaml ---------------------------------------------------------
 class SplitConfig(_Strict):
-    train: float = Field(0.8, gt=0, lt=1)
-    val: float = Field(0.1, ge=0, lt=1)
-    test: float = Field(0.1, gt=0, lt=1)
-    seed: int = 42
+    train: Float = Field(0.8, gt=0, lt=1)
+    val: Float = Field(0.1, ge=0, lt=1)
+    test: Float = Field(0.1, gt=0, lt=1)
+    seed: Seed = 42
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> "SplitConfig":
@@ -64,7 +85,7 @@ class SplitConfig(_Strict):
 
 class LeakageConfig(_Strict):
     policy: Literal["drop", "warn", "fail"] = "drop"
-    near_duplicate_threshold: float = Field(0.9, gt=0, le=1)
+    near_duplicate_threshold: Float = Field(0.9, gt=0, le=1)
 
 
 class DataConfig(_Strict):
@@ -73,21 +94,48 @@ class DataConfig(_Strict):
     text_field: str = "text"
     label_field: str = "label"
     labels: list[str] | None = None
-    min_chars: int = Field(1, ge=1)
+    # codec of input files without a byte-order mark (null = UTF-8), e.g. latin-1, cp1252
+    encoding: str | None = None
+    min_chars: Int = Field(1, ge=1)
     empty_texts: Literal["drop", "error"] = "drop"
-    min_per_class: int = Field(10, ge=1)
+    min_per_class: Int = Field(10, ge=1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+
+    @field_validator("encoding")
+    @classmethod
+    def _codec(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            b"a".decode(v)  # LookupError for unknown names and for bytes-to-bytes codecs (base64, ...)
+        except LookupError:
+            raise ValueError("is not a text encoding Python knows; use a name such as latin-1, cp1252, "
+                             "utf-16 or shift_jis") from None
+        except UnicodeError:
+            pass  # a real codec that needs more than one byte
+        return v
 
 
 # --- models_baseline.yaml -----------------------------------------------------
 class TfidfConfig(_Strict):
-    ngram_range: tuple[int, int] = (1, 2)
+    ngram_range: tuple[Int, Int] = (1, 2)
+    # scikit-learn's convention: an integer is a document count, a float a proportion of documents
     min_df: int | float = 2
-    max_features: int | None = Field(None, gt=0)
+    max_features: Int | None = Field(None, gt=0)
     sublinear_tf: bool = True
     # worker processes that tokenise (joblib convention: -1 = all cores); results do not depend on it
-    n_jobs: int = -1
+    n_jobs: Int = -1
+
+    @field_validator("min_df", mode="before")
+    @classmethod
+    def _min_df(cls, v: Any) -> int | float:
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return v
+        if isinstance(v, float) and 0 < v <= 1:
+            return v
+        raise ValueError("must be a document count (an integer >= 1) or a proportion of the documents "
+                         "(a number > 0 and <= 1.0)")
 
     @field_validator("n_jobs")
     @classmethod
@@ -105,15 +153,15 @@ class TfidfConfig(_Strict):
 
 
 class LogregConfig(_Strict):
-    C: float = Field(1.0, gt=0)
+    C: Float = Field(1.0, gt=0)
     class_weight: Literal["balanced"] | None = None
-    max_iter: int = Field(2000, gt=0)
+    max_iter: Int = Field(2000, gt=0)
     # newton-cg: same optimum as lbfgs, 3-5x faster on sparse TF-IDF (benchmarks/baselines.py)
     solver: Literal["newton-cg", "lbfgs", "sag", "saga"] = "newton-cg"
 
 
 class LinearSvmConfig(_Strict):
-    C: float = Field(1.0, gt=0)
+    C: Float = Field(1.0, gt=0)
     class_weight: Literal["balanced"] | None = None
 
 
@@ -129,64 +177,116 @@ class BaselineConfig(_Strict):
 
 # --- models_transformer.yaml --------------------------------------------------
 class CheckpointConfig(_Strict):
-    every_steps: int | None = Field(200, gt=0)
-    every_minutes: float | None = Field(10, gt=0)
-    keep_last_epochs: int = Field(2, ge=1)
+    every_steps: Int | None = Field(200, gt=0)
+    every_minutes: Float | None = Field(10, gt=0)
+    keep_last_epochs: Int = Field(2, ge=1)
 
 
 class TransformerParams(_Strict):
     """Hyperparameters for one fine-tuning run (the runbook's names)."""
 
     model_name: str = "minilm"
-    num_epochs: float = Field(3, gt=0)
-    learning_rate: float = Field(2.0e-5, gt=0)
-    batch_size: int = Field(16, gt=0)
-    max_length: int = Field(256, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, gt=0)
-    max_train_samples: int | None = Field(None, gt=0)
-    eval_batch_size: int | None = Field(None, gt=0)
+    num_epochs: Float = Field(3, gt=0)
+    # AdamW's peak rate: above 1 is a typo (2e5 for 2e-5), not a setting
+    learning_rate: Float = Field(2.0e-5, gt=0, le=1)
+    batch_size: Int = Field(16, gt=0)
+    # a tokenizer needs room for its special tokens ([CLS] text [SEP])
+    max_length: Int = Field(256, ge=8)
+    gradient_accumulation_steps: Int = Field(1, gt=0)
+    warmup_ratio: Float = Field(0.1, ge=0, lt=1)
+    weight_decay: Float = Field(0.01, ge=0, lt=1)
+    max_grad_norm: Float = Field(1.0, gt=0)
+    max_steps: Int | None = Field(None, gt=0)
+    max_train_samples: Int | None = Field(None, gt=0)
+    eval_batch_size: Int | None = Field(None, gt=0)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
     class_weights: Literal["none", "balanced"] = "none"
-    early_stopping_patience: int | None = Field(2, ge=1)
+    early_stopping_patience: Int | None = Field(2, ge=1)
     metric: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"
-    seed: int | None = None
+    seed: Seed | None = None
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
 
 class TransformerConfig(_Strict):
     defaults: TransformerParams = Field(default_factory=TransformerParams)
+    # per-model overrides of defaults, merged deeply (a nested `checkpoint:` keeps the other keys)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # what `multitype run` fine-tunes: overrides on top of defaults + models[...]
     run: dict[str, Any] = Field(default_factory=lambda: {"model_name": "minilm"})
 
+    @field_validator("models", "run", mode="before")
+    @classmethod
+    def _sections(cls, v: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "models" and isinstance(v, dict):
+            return {name: {} if section is None else section for name, section in v.items()}
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, v: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        # errors come back under ('models', <name>, <key>...), so messages name the full key
+        base = _base(info)
+        _PARAMS_BY_NAME.validate_python({name: deep_merge(base, section) for name, section in v.items()})
+        return v
+
+    @field_validator("run")
+    @classmethod
+    def _check_run(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        TransformerParams.model_validate(deep_merge(_base(info), v))
+        return v
+
     def run_params(self) -> TransformerParams:
         """The parameters ``multitype run`` trains with."""
         overrides = dict(self.run)
-        return self.params_for(overrides.pop("model_name", None), **overrides)
+        name = overrides.pop("model_name", None)
+        return self.params_for(name, _source="models_transformer.yaml 'run'", **overrides)
 
-    def params_for(self, model_name: str | None = None, **overrides: Any) -> TransformerParams:
-        """Defaults, then the per-model section, then non-None CLI overrides."""
+    def params_for(self, model_name: str | None = None, _source: str = "command line",
+                   **overrides: Any) -> TransformerParams:
+        """Defaults, then the per-model section, then non-None overrides (CLI flags), merged deeply.
+
+        Raises
+        ------
+        ConfigError
+            An override out of bounds; the message names the key (the file's
+            own values were checked when it was loaded).
+        """
         name = model_name or self.defaults.model_name
-        merged = self.defaults.model_dump()
-        merged.update(self.models.get(name, {}) or {})
-        merged.update({k: v for k, v in overrides.items() if v is not None})
+        merged = deep_merge(self.defaults.model_dump(), self.models.get(name) or {})
+        merged = deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
         merged["model_name"] = name
         try:
             return TransformerParams.model_validate(merged)
         except ValidationError as exc:
-            raise ConfigError(_format_errors("command line / models_transformer.yaml", exc)) from None
+            flags = ", ".join(f"--{str(e['loc'][0]).replace('_', '-')}" for e in exc.errors()
+                              if e["loc"] and e["loc"][0] in overrides)
+            where = f"{_source} ({flags})" if flags and _source == "command line" else _source
+            raise ConfigError(_format_errors(where, exc)) from None
 
-    @model_validator(mode="after")
-    def _check_overrides(self) -> "TransformerConfig":
-        for name, section in {**self.models, "run": self.run}.items():
-            merged = {**self.defaults.model_dump(), **(section or {})}
-            TransformerParams.model_validate(merged)  # raises with the bad key
-        return self
+
+_PARAMS_BY_NAME = TypeAdapter(dict[str, TransformerParams])
+
+
+def _base(info: ValidationInfo) -> dict[str, Any]:
+    """The validated ``defaults`` as a dict (the stock defaults where they failed: reported already)."""
+    defaults = info.data.get("defaults")
+    return (defaults if isinstance(defaults, TransformerParams) else TransformerParams()).model_dump()
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, recursing into mappings both hold.
+
+    >>> deep_merge({"checkpoint": {"every_steps": 200, "keep_last_epochs": 2}}, {"checkpoint": {"every_steps": 5}})
+    {'checkpoint': {'every_steps': 5, 'keep_last_epochs': 2}}
+    """
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 # --- loading ------------------------------------------------------------------

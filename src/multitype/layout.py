@@ -12,6 +12,8 @@ BASELINE_NAMES = ("logreg", "linear_svm")
 RAW_DATA = "data/raw/raw_data.json"
 LABELS = "data/processed/labels.json"
 AUDIT = "data/processed/audit.json"
+# prepare's staging area and commit record (multitype.data.publish); empty between runs
+PROCESSED_PENDING = "data/processed/.pending"
 BASELINE_SUMMARY = "results/baseline/baseline_summary.csv"
 TRANSFORMER_SUMMARY = "results/transformer/transformer_summary.csv"
 REPORT = "results/report.md"

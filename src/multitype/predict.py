@@ -84,6 +84,9 @@ def model_folder(project: Project, model: str) -> Iterator[Path]:
 def read_texts(project: Project, location: str, text_field: str) -> tuple[list[str], str]:
     """The texts of an input file and its sha256.
 
+    Decoded as the project's raw input is (:func:`multitype.data.sources.decode_text`):
+    by its byte-order mark, else ``encoding`` in data_config.yaml, else UTF-8.
+
     Raises
     ------
     DataError
@@ -100,12 +103,13 @@ def read_texts(project: Project, location: str, text_field: str) -> tuple[list[s
     data = storage.read_bytes(key)
     digest = hashlib.sha256(data).hexdigest()
     if suffix == ".txt":
-        lines = [line for line in sources.decode_utf8(data, location).splitlines() if line.strip()]
+        lines = [line for line in sources.decode_text(data, location, project.configs.data.encoding).splitlines()
+                 if line.strip()]
         if not lines:
             raise DataError(f"{location} is empty; it needs one text a line")
         return lines, digest
     texts: list[str] = []
-    for where, row in sources.PARSERS[INPUT_FORMATS[suffix]](data, location):
+    for where, row in sources.PARSERS[INPUT_FORMATS[suffix]](data, location, project.configs.data.encoding):
         if not isinstance(row, dict):
             raise DataError(f"{location} {where}: expected an object with a '{text_field}' field, "
                             f"got a JSON {type(row).__name__}")
@@ -151,7 +155,7 @@ def _plain(value: Any) -> Any:
 
 
 def predict_file(project: Project, model: str, input_path: str, output_path: str | None,
-                 text_field: str | None, batch_size: int) -> str:
+                 text_field: str | None, batch_size: int, force: bool = False) -> str:
     """Predict every text of ``input_path`` with ``model`` and write the predictions.
 
     Parameters
@@ -168,11 +172,19 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
         Column with the texts (default: ``text_field`` in data_config.yaml).
     batch_size : int
         Texts per model call.
+    force : bool, default=False
+        Overwrite ``output_path`` (local or S3) when it exists (DESIGN.md section 5).
 
     Returns
     -------
     str
         Where the predictions were written.
+
+    Raises
+    ------
+    DataError
+        Bad input (before the model loads), or ``output_path`` exists and
+        ``force`` is not set.
     """
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
@@ -184,6 +196,8 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
     in_storage, in_key = _open_file(project, input_path)
     if out_storage.url(out_key) == in_storage.url(in_key):
         raise DataError(f"--output '{output_path}' is the input file; choose another name")
+    if not force and out_storage.exists(out_key):
+        raise DataError(f"{output_path} already exists; pass --force to overwrite it, or choose another --output")
     field = text_field or project.configs.data.text_field
     texts, input_sha = read_texts(project, input_path, field)  # bad input fails before the model loads
 

@@ -3,15 +3,18 @@
 Each command group lives in its own module; this one wires them together and
 maps exceptions to exit codes (DESIGN.md section 2): ``UserError`` -> one
 ``error: ...`` line and exit 2, an answered SIGTERM -> 143, anything else -> 1
-with a traceback.
+with a traceback. ``--debug`` (anywhere a flag can stand, or ``MULTITYPE_DEBUG=1``)
+adds the traceback and keeps the exit code.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import typer
+import typer.main
 
 from multitype.cli import pipeline, sync, train
 from multitype.errors import Interrupted, UserError
@@ -28,18 +31,50 @@ app.add_typer(train.app, name="train")
 app.add_typer(sync.app, name="sync")
 
 
+def split_debug_flag(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without each ``--debug`` that stands as a flag, and whether one did.
+
+    A ``--debug`` that is the value of an option (``--input --debug``: a file
+    named ``--debug``) or comes after ``--`` is an argument and stays. The
+    options of each (sub)command are read from the click command Typer builds,
+    so this knows which options take a value.
+    """
+    command = typer.main.get_command(app)
+    out: list[str] = []
+    debug = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg == "--debug":
+            debug = True
+            i += 1
+            continue
+        out.append(arg)
+        i += 1
+        if arg.startswith("-") and "=" not in arg:
+            option = next((p for p in getattr(command, "params", [])
+                           if arg in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))), None)
+            if option is not None and not getattr(option, "is_flag", False) and not getattr(option, "count", False):
+                taken = max(1, option.nargs)
+                out.extend(args[i:i + taken])
+                i += taken
+        elif not arg.startswith("-"):
+            command = (getattr(command, "commands", None) or {}).get(arg, command)
+    return out, debug
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
-    debug = os.environ.get("MULTITYPE_DEBUG") == "1"
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in args:
-        args.remove("--debug")
-        debug = True
+    args, debug = split_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    debug = debug or os.environ.get("MULTITYPE_DEBUG") == "1"
     try:
         rc = app(args=args, prog_name="multitype", standalone_mode=False)
     except UserError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Interrupted as exc:

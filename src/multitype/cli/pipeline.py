@@ -54,9 +54,10 @@ def report(root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
 def predict(
     model: Annotated[str, typer.Option("--model", help="A model folder (models/final/<name>), local or s3://.")],
     input: Annotated[str, typer.Option("--input", help="CSV, JSON, JSONL or Parquet with a text column, or a .txt file (one text a line).")],
-    output: Annotated[Optional[str], typer.Option("--output", help="Where to write predictions (.csv or .jsonl; default: <input>.predictions.csv).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="Where to write predictions (.csv or .jsonl; default: <input>.predictions.csv); an existing file needs --force.")] = None,
     text_field: Annotated[Optional[str], typer.Option("--text-field", help="Text column (default: data_config.yaml text_field).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
@@ -65,7 +66,7 @@ def predict(
     from multitype.predict import predict_file
 
     out = predict_file(proj, model=model, input_path=input, output_path=output,
-                       text_field=text_field, batch_size=batch_size)
+                       text_field=text_field, batch_size=batch_size, force=force)
     console.print(f"predictions: {out}")
 
 

@@ -3,7 +3,10 @@
 Reads top to bottom: read the input, check it against the immutable raw copy,
 clean, audit for leakage, apply the policy, split, check the split, then write
 everything. Every check runs before the first write, so a bad input leaves
-``data/``, ``results/`` and the rest of the root exactly as they were.
+``data/``, ``results/`` and the rest of the root exactly as they were; the data
+set itself (raw copy, splits, labels, audit) is replaced as one
+(:mod:`multitype.data.publish`), so a run that dies while writing leaves readers
+the old set or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from multitype import layout
 from multitype.config import DataConfig, SplitConfig
 from multitype.data import audit as leakage
 from multitype.data import sources
+from multitype.data.publish import publish, read_current
 from multitype.errors import DataError
 from multitype.project import Project
 from multitype.storage import Storage
@@ -40,14 +44,16 @@ def read_raw(project: Project, input: str | None,
         return sources.read_bbc_news(progress=progress)
     return sources.read_input(location, cfg.format, cfg.text_field, cfg.label_field,
                               endpoint_url=project.storage.endpoint_url,
-                              profile=getattr(project.storage, "profile", None), progress=progress)
+                              profile=getattr(project.storage, "profile", None), progress=progress,
+                              encoding=cfg.encoding)
 
 
 def raw_state(storage: Storage, records: list[dict[str, str]]) -> str:
     """``new`` (no raw copy yet), ``same`` (identical records) or ``differs``."""
-    if not storage.exists(layout.RAW_DATA):
+    data = read_current(storage, layout.RAW_DATA)
+    if data is None:
         return "new"
-    text = storage.read_bytes(layout.RAW_DATA).decode("utf-8", errors="replace")
+    text = data.decode("utf-8", errors="replace")
     try:
         existing = json.loads(text)
     except json.JSONDecodeError:
@@ -249,6 +255,11 @@ def split_table(splits: dict[str, Any], labels: list[str]) -> Table:
 
 
 # --- the command ---------------------------------------------------------------------
+def _json_bytes(obj: Any) -> bytes:
+    """As :meth:`Storage.write_json` writes it."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+
+
 def _csv_bytes(records: Sequence[dict[str, Any]]) -> bytes:
     import pandas as pd
 
@@ -308,7 +319,8 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
         "empty_texts": {"count": len(cleaned.empty_rows), "min_chars": cfg.min_chars, "action": cfg.empty_texts,
                         "examples": cleaned.empty_examples},
         "decoding": {"rows": [i + 1 for i in raw.replaced],
-                     "note": "not valid UTF-8; decoded with replacement characters" if raw.replaced else ""},
+                     "note": ("not valid UTF-8; decoded with replacement characters (set encoding: in "
+                              "data_config.yaml if the files share another encoding)") if raw.replaced else ""},
         **leakage.findings(found, records),
         "dropped": {},
     }
@@ -354,14 +366,14 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     }
     report["seconds"] = round(time.perf_counter() - started, 3)
 
+    # the data set is replaced as one (multitype.data.publish): readers see all old or all new files
+    files[layout.AUDIT] = _json_bytes(report)
     if state != "same":
-        storage.write_json(layout.RAW_DATA, raw.records)
-    for key, data in files.items():
-        storage.write_bytes(key, data)
-    storage.write_json(layout.AUDIT, report)
+        files = {layout.RAW_DATA: _json_bytes(raw.records), **files}
+    publish(storage, files, project.run_id)
     for key, fig in figures.items():
         save_figure(storage, key, fig)
-    outputs = [*files, layout.AUDIT, *figures]
+    outputs = [key for key in files if key != layout.RAW_DATA] + list(figures)
     summary = _summary(project, raw.source, state, labels, report, [layout.RAW_DATA, *outputs])
     summary["manifest"] = _write_manifest(project, raw, outputs, summary)
     summary["seconds"] = round(time.perf_counter() - started, 3)

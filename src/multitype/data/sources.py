@@ -5,13 +5,21 @@ Every reader returns the same thing, a :class:`RawData` whose records are
 the N-th record (1-based) of the input and of ``data/raw/raw_data.json``.
 Inputs are local paths or URLs (``s3://``); both are read through
 :class:`multitype.storage.Storage`, so S3 credentials, endpoint and error
-messages are the same as for artifact roots. Files must be UTF-8; a folder of
-``.txt`` files is decoded leniently (``errors="replace"``) because real corpora,
-the embedded BBC News among them, hold the odd Latin-1 file.
+messages are the same as for artifact roots.
+
+Text encodings: a file that starts with a byte-order mark is decoded as the mark
+says (UTF-8, UTF-16 LE/BE or UTF-32, as spreadsheet programs write "CSV UTF-8" or
+"Unicode text"); any other file as ``encoding`` in data_config.yaml, by default
+strict UTF-8, so a Latin-1 file is a one-line error that names the file, the
+byte and its line, and the ``encoding`` key. A folder of ``.txt`` files without
+an ``encoding`` is decoded leniently (``errors="replace"``, recorded in the
+audit) because real corpora, the embedded BBC News among them, hold the odd
+Latin-1 file.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import importlib.util
 import io
@@ -24,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from multitype.errors import DataError
-from multitype.storage import Storage, is_remote, s3_endpoint, s3_error
+from multitype.storage import Storage, is_remote
 
 FORMATS = ("json", "jsonl", "csv", "parquet", "folder")
 _EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
@@ -120,14 +128,58 @@ def infer_format(location: str, is_folder: bool, fmt: str = "auto") -> str:
 
 
 # --- decoding and parsing -----------------------------------------------------------
-def decode_utf8(data: bytes, name: str) -> str:
-    """Strict UTF-8 (a BOM is allowed); the error names the byte offset and line."""
+# UTF-32 LE first: its mark begins with UTF-16 LE's
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+ENCODING_HINT = "set encoding: in data_config.yaml to the one it was written in (e.g. encoding: latin-1)"
+
+
+def bom_encoding(data: bytes) -> str | None:
+    """The codec a byte-order mark at the start of ``data`` names (it strips the mark), or None."""
+    return next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+
+
+def decode_text(data: bytes, name: str, encoding: str | None = None) -> str:
+    """Text of a file: by its byte-order mark, else ``encoding``, else strict UTF-8.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+    name : str
+        The file as shown in messages.
+    encoding : str, optional
+        A Python codec name (``encoding`` in data_config.yaml) for files
+        without a byte-order mark; default UTF-8.
+
+    Raises
+    ------
+    DataError
+        Bytes that the codec cannot decode; names the file, byte offset and
+        line, and what to do.
+    """
+    codec = bom_encoding(data) or encoding or "utf-8"
     try:
-        return data.decode("utf-8-sig")
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{name}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) is not "
-                        "UTF-8; re-encode the file as UTF-8") from None
+        line = data[:exc.start].decode(codec, errors="replace").count("\n") + 1
+        if exc.reason == "truncated data":
+            where = f"{name}: the file ends inside a character (offset {exc.start}, line {line}), so it"
+        else:
+            where = f"{name}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})"
+        if codec == "utf-8":
+            fix = f"re-encode the file as UTF-8, or {ENCODING_HINT}"
+        elif encoding and codec == encoding:
+            fix = f"check encoding: {encoding} in data_config.yaml, or re-encode the file as UTF-8"
+        else:
+            fix = ("its byte-order mark declares it, so the file looks damaged; save it again from the program "
+                   "that wrote it")
+        raise DataError(f"{where} is not {codecs.lookup(codec).name.upper().replace('-SIG', '')}; {fix}") from None
+
+
+def decode_utf8(data: bytes, name: str) -> str:
+    """:func:`decode_text` without an ``encoding`` (kept for callers that have no config)."""
+    return decode_text(data, name)
 
 
 def _check_not_empty(text: str, name: str) -> None:
@@ -140,16 +192,16 @@ def _json_error(name: str, exc: json.JSONDecodeError, line_offset: int = 0) -> D
                      "fix or remove that line")
 
 
-def parse_json(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
+def parse_json(data: bytes, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` for each element of a JSON array."""
-    text = decode_utf8(data, name)
+    text = decode_text(data, name, encoding)
     _check_not_empty(text, name)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and text.lstrip()[:1] == "{":
             # one object per line in a .json file: JSON Lines in all but name
-            yield from parse_jsonl(data, name)
+            yield from parse_jsonl(data, name, encoding)
             return
         raise _json_error(name, exc) from None
     if not isinstance(value, list):
@@ -160,9 +212,9 @@ def parse_json(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
         yield f"record {i + 1}", record
 
 
-def parse_jsonl(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
+def parse_jsonl(data: bytes, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` for each non-blank line of a JSON Lines file."""
-    text = decode_utf8(data, name)
+    text = decode_text(data, name, encoding)
     _check_not_empty(text, name)
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -178,14 +230,20 @@ def _frame_rows(frame: Any, first_line: int | None) -> Iterator[tuple[str, Any]]
         yield (f"row {i + 1} (line {i + first_line})" if first_line else f"row {i + 1}"), row
 
 
-def parse_csv(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
-    """``(where, row)`` for each data row of a CSV file with a header line."""
+def parse_csv(data: bytes, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for each data row of a CSV file with a header line.
+
+    A header with tabs and no comma means tab-separated values (what Excel's
+    "Unicode text" writes).
+    """
     import pandas as pd
 
-    text = decode_utf8(data, name)
+    text = decode_text(data, name, encoding)
     _check_not_empty(text, name)
+    header = text.lstrip("\r\n").split("\n", 1)[0]
+    sep = "\t" if "\t" in header and "," not in header else ","
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
     except pd.errors.ParserError as exc:
         detail = " ".join(str(exc).split()).removeprefix("Error tokenizing data. C error: ")
         raise DataError(f"{name}: not valid CSV ({detail}); fix the quoting or the number of fields there") from None
@@ -196,8 +254,8 @@ def parse_csv(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
     yield from _frame_rows(frame, None if multiline else 2)
 
 
-def parse_parquet(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
-    """``(where, row)`` for each row of a Parquet file."""
+def parse_parquet(data: bytes, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for each row of a Parquet file (``encoding`` unused: Parquet strings are UTF-8)."""
     import pandas as pd
 
     if not data:
@@ -209,7 +267,7 @@ def parse_parquet(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
     yield from _frame_rows(frame, None)
 
 
-PARSERS: dict[str, Callable[[bytes, str], Iterator[tuple[str, Any]]]] = {
+PARSERS: dict[str, Callable[[bytes, str, str | None], Iterator[tuple[str, Any]]]] = {
     "json": parse_json, "jsonl": parse_jsonl, "csv": parse_csv, "parquet": parse_parquet,
 }
 
@@ -268,19 +326,18 @@ def _natural(key: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(key)]
 
 
-def _cat(storage: Storage, keys: list[str]) -> dict[str, bytes]:
-    """Path -> bytes of several files in one call (concurrent GETs on S3), S3 errors as one line."""
-    try:
-        return storage.fs.cat([storage.path(k) for k in keys])
-    except Exception as exc:
-        mapped = s3_error(exc, storage.url(keys[0]), s3_endpoint(storage.endpoint_url)) if storage.remote else None
-        if mapped is None:
-            raise
-        raise mapped from exc
+def _read_many(storage: Storage, keys: list[str]) -> list[bytes]:
+    """The bytes of several files, fetched concurrently (GETs on S3), in the order of ``keys``."""
+    if not storage.remote:
+        return [storage.read_bytes(key) for key in keys]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(storage.read_bytes, keys))
 
 
 def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> RawData:
+                progress: Callable[[int, int], None] | None = None, encoding: str | None = None) -> RawData:
     """Read ``<label>/*.txt`` under ``storage``'s root.
 
     Parameters
@@ -294,6 +351,10 @@ def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = No
         folder, labelled by its name.
     progress : callable, optional
         Called as ``progress(files_read, files_total)`` after each batch.
+    encoding : str, optional
+        Codec of the files without a byte-order mark; a file it cannot decode
+        is a ``DataError``. Default: UTF-8, leniently (undecodable bytes become
+        U+FFFD and the row is listed in ``RawData.replaced``).
     """
     files = sorted((key for key in storage.walk_files("")
                     if key.count("/") == 1 and key.lower().endswith(".txt")
@@ -306,14 +367,13 @@ def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = No
     batch = 256
     for start in range(0, len(files), batch):
         keys = files[start:start + batch]
-        # one call per batch: s3fs fetches the objects concurrently
-        contents = _cat(storage, keys)
-        for key in keys:
-            data = contents[storage.path(key)]
+        for key, data in zip(keys, _read_many(storage, keys)):
             digest.update(key.encode() + b"\0" + hashlib.sha256(data).digest())
             try:
-                text = data.decode("utf-8-sig")
-            except UnicodeDecodeError:
+                text = decode_text(data, f"{name.rstrip('/')}/{key}", encoding)
+            except DataError:
+                if encoding is not None or bom_encoding(data) is not None:
+                    raise
                 text = data.decode("utf-8", errors="replace")
                 replaced.append(len(records))
             folder = key.split("/")[0]
@@ -326,7 +386,7 @@ def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = No
 # --- entry points -------------------------------------------------------------------
 def read_input(location: str, fmt: str = "auto", text_field: str = "text", label_field: str = "label",
                endpoint_url: str | None = None, profile: str | None = None,
-               progress: Callable[[int, int], None] | None = None) -> RawData:
+               progress: Callable[[int, int], None] | None = None, encoding: str | None = None) -> RawData:
     """Read one raw input (file, folder or URL) into records.
 
     Parameters
@@ -342,19 +402,21 @@ def read_input(location: str, fmt: str = "auto", text_field: str = "text", label
         S3 endpoint and AWS profile for ``s3://`` inputs.
     progress : callable, optional
         ``progress(files_read, files_total)`` during folder reads.
+    encoding : str, optional
+        Codec of text files without a byte-order mark (default UTF-8).
 
     Raises
     ------
     DataError
-        Missing or empty input, unknown format, non-UTF-8 bytes, malformed
+        Missing or empty input, unknown format, undecodable bytes, malformed
         JSON/CSV/Parquet (naming the line), missing fields or labels.
     """
     storage, key, is_folder = _open(location, endpoint_url, profile)
     fmt = infer_format(location, is_folder, fmt)
     if fmt == "folder":
-        return read_folder(storage, location, progress=progress)
+        return read_folder(storage, location, progress=progress, encoding=encoding)
     data = storage.read_bytes(key)
-    records = to_records(PARSERS[fmt](data, location), location, text_field, label_field)
+    records = to_records(PARSERS[fmt](data, location, encoding), location, text_field, label_field)
     return RawData(records, location, fmt, hashlib.sha256(data).hexdigest())
 
 
