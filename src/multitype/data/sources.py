@@ -326,16 +326,6 @@ def _natural(key: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in _NUMBER.split(key)]
 
 
-def _read_many(storage: Storage, keys: list[str]) -> list[bytes]:
-    """The bytes of several files, fetched concurrently (GETs on S3), in the order of ``keys``."""
-    if not storage.remote:
-        return [storage.read_bytes(key) for key in keys]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(storage.read_bytes, keys))
-
-
 def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = None,
                 progress: Callable[[int, int], None] | None = None, encoding: str | None = None) -> RawData:
     """Read ``<label>/*.txt`` under ``storage``'s root.
@@ -367,7 +357,7 @@ def read_folder(storage: Storage, name: str, folders: dict[str, str] | None = No
     batch = 256
     for start in range(0, len(files), batch):
         keys = files[start:start + batch]
-        for key, data in zip(keys, _read_many(storage, keys)):
+        for key, data in storage.read_many(keys).items():
             digest.update(key.encode() + b"\0" + hashlib.sha256(data).digest())
             try:
                 text = decode_text(data, f"{name.rstrip('/')}/{key}", encoding)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from multitype.errors import StorageError
 from multitype.storage import transfer
 from multitype.storage.keys import check_key, is_remote, local_target, split_s3_url
-from multitype.storage.s3 import is_missing, probe, s3_client, s3_endpoint, s3_error, storage_options
+from multitype.storage.s3 import is_missing, probe, s3_client, s3_endpoint, s3_error
 
 COMPLETE_MARKER = "_COMPLETE"
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -152,19 +152,9 @@ class Storage:
 
     @property
     def fs(self) -> Any:
-        """An fsspec filesystem for :meth:`path` (for an ``s3://`` root, s3fs, made on first use).
-
-        Storage itself uses botocore and s3transfer for S3; this is for callers
-        that want fsspec's API on the same root.
-        """
+        """The fsspec filesystem of a local or non-S3 root (``s3://`` roots use botocore and s3transfer)."""
         if self._fs is None:
-            import fsspec
-
-            try:
-                self._fs = fsspec.filesystem("s3", skip_instance_cache=True,
-                                             **storage_options(self.root, self.endpoint_url, self.profile))
-            except ImportError as exc:
-                raise StorageError(f"root '{self.root}' cannot be used through fsspec: {exc}") from None
+            raise StorageError(f"{self.root} is served through botocore, not fsspec")
         return self._fs
 
     def _object(self, key: str, exact: bool = False) -> str:
