@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from multitype.errors import ModelError
-from multitype.transformer.parallel import processes_for
+from multitype.transformer.launch import processes_for
 from tests.transformer.conftest import SUBPROCESS_ENV, train_args
 
 
@@ -76,7 +76,7 @@ def test_ddp_ranks_under_torchrun_on_cpu(tiny_project, tmp_path: Path) -> None:
                                          "precision": "fp32", "early_stopping_patience": None},
         "resume": "auto", "outcome": str(outcome)}))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "multitype.transformer.parallel", str(spec)], env={**os.environ, **SUBPROCESS_ENV},
+                           "-m", "multitype.transformer", str(spec)], env={**os.environ, **SUBPROCESS_ENV},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(outcome.read_text()) == {"exit_code": 0, "slug": "minilm"}

@@ -25,7 +25,7 @@ def test_train_and_resume_on_an_s3_root(s3_server, tmp_path: Path, cli) -> None:
     first = cli(*args)
     assert first.exit_code == 0, first.stderr
     keys = s3_server.list_keys(bucket, "proj/")
-    for key in ("models/checkpoints/minilm-last/_COMPLETE", "models/checkpoints/minilm-epoch1/_COMPLETE",
+    for key in ("models/checkpoints/minilm-step1/_COMPLETE", "models/checkpoints/minilm-epoch1/_COMPLETE",
                 "models/checkpoints/minilm-best/model.safetensors", "models/final/minilm/model.safetensors",
                 "models/final/minilm/tokenizer.json", "results/transformer/minilm_metrics.json",
                 "results/transformer/transformer_summary.csv"):
