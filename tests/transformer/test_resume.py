@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,6 +19,8 @@ from multitype.transformer import checkpoint
 from multitype.transformer.models import packaged_minilm
 from tests.conftest import write_configs
 from tests.transformer.conftest import SUBPROCESS_ENV, train_args, transformer_yaml, write_processed
+
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
 
 CKPT = "models/checkpoints"
 
@@ -208,3 +211,23 @@ def test_the_checkpoints_seed_and_settings_win_with_a_warning(trained, tmp_path:
     record = json.loads((root / "results/transformer/minilm_metrics.json").read_text())
     assert record["seed"] == 42 and record["params"]["batch_size"] == 8 and record["params"]["max_length"] == 64
     assert record["accuracy"] == json.loads((reference / "results/transformer/minilm_metrics.json").read_text())["accuracy"]
+
+
+@pytest.mark.parametrize("how", ["damaged", "missing"])
+def test_a_damaged_or_missing_best_checkpoint_is_one_line_exit_2(trained, tmp_path: Path, cli, how: str) -> None:
+    reference, configs = trained
+    root = write_processed(tmp_path / "root")
+    link_checkpoints(reference, root, ("epoch2", "best") if how == "damaged" else ("epoch2",))
+    if how == "damaged":
+        damage(root / CKPT / "minilm-best" / "model.safetensors")
+    before = snapshot(root / CKPT)
+
+    result = cli(*train_args(root, configs))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: the best checkpoint {root}/{CKPT}/minilm-best ")
+    assert ("model.safetensors does not match its checksum" if how == "damaged" else "is missing") in line
+    assert "--resume never" in line
+    assert snapshot(root / CKPT) == before  # nothing lost
+    assert not (root / "models/final").exists() and not (root / "results").exists()

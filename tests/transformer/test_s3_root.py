@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from multitype.storage import Storage
 from multitype.transformer import checkpoint
 from tests.conftest import write_configs
 from tests.transformer.conftest import transformer_yaml, write_processed
+
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
 
 
 def test_train_and_resume_on_an_s3_root(s3_server, tmp_path: Path, cli) -> None:

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from multitype.storage import Storage
 from multitype.transformer import checkpoint
 from tests.transformer.conftest import TINY
+
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
 
 LABELS = ["business", "politics", "sports", "tech"]
 

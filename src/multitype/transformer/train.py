@@ -564,12 +564,14 @@ def _load_best(run: Run) -> None:
     """Put the ``-best`` checkpoint's weights into the model; a missing or damaged one is a ModelError."""
     places = run.project.outputs.checkpoints
     key = run.project.outputs.checkpoint(run.slug, "best")
+    fix = ("so there is no best model to evaluate and save; pass --resume never to train again (the other "
+           "checkpoints are kept until the new run replaces them)")
+    if not places.storage.exists(key):
+        raise ModelError(f"the best checkpoint {places.storage.url(key)} is missing, {fix}")
     try:
         best = checkpoint.open_checkpoint(places.storage, key, checkpoint.WEIGHT_FILES)
     except checkpoint.InvalidCheckpoint as exc:
-        raise ModelError(f"the best checkpoint {places.storage.url(key)} cannot be used ({exc}), so there is no "
-                         f"best model to evaluate and save; pass --resume never to train again (the other "
-                         f"checkpoints are kept until the new run replaces them)") from None
+        raise ModelError(f"the best checkpoint {places.storage.url(key)} cannot be used ({exc}), {fix}") from None
     try:
         if best.state["global_step"] != run.state.best_step:
             run.caution(f"{places.storage.url(best.key)} is from step {best.state['global_step']}, the run's best "
