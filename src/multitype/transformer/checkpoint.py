@@ -259,7 +259,8 @@ def find_resume_point(storage: Storage, slug: str, warn: Callable[[str], None],
             state = storage.read_json(f"{key}/{STATE}")
             candidates.append((_position(state), key))
         except (StorageError, KeyError, TypeError, ValueError):
-            warn(f"checkpoint {storage.url(key)} skipped: {STATE} missing or unreadable (the save did not finish)")
+            warn(f"checkpoint {storage.url(key)} skipped: {STATE} missing or unreadable "
+                 f"(an unfinished or damaged save)")
     for _, key in sorted(candidates, reverse=True):
         try:
             return open_checkpoint(storage, key)
