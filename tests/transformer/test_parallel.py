@@ -112,3 +112,13 @@ def test_no_descriptor_leaks_across_jobs_on_an_s3_root(s3_server, config_dir: Pa
         counts.append(fds())
     assert counts[1:] == [counts[1]] * 5  # after the first job (which opens the S3 connection): flat
     assert project.storage.read_text(jobs[-1].log_key).strip() == "m5 done"
+
+
+def test_one_model_folder_cannot_take_several_models(tiny_project, cli, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root, configs = tiny_project
+    monkeypatch.setenv("MULTITYPE_MODEL_DIR", str(tmp_path / "sm-model"))
+    result = cli("train", "parallel", "--models", "minilm,other", "--root", root, "--config-dir", configs)
+    assert result.exit_code == 2
+    assert f"the final model folder is set to {tmp_path / 'sm-model'} (MULTITYPE_MODEL_DIR)" in result.stderr
+    assert not (root / "runs").exists()
