@@ -1,6 +1,7 @@
 """Step checkpoints survive a kill at every stage of a save, on a local root and in S3 (SeaweedFS).
 
-The save runs in a subprocess that publishes inline and SIGKILLs itself at the
+The save runs in a child process (forked from a forkserver that imported torch
+and the storage code once) that publishes inline and SIGKILLs itself at the
 stage (see ``tiny_checkpoints.py``): before step 6's first file, mid-file,
 just before its marker, and during the deletion of step 2 that follows it.
 Afterwards the newest complete checkpoint is found (never an incomplete one,
@@ -10,10 +11,9 @@ that was never killed, leaving the newest two step checkpoints.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,15 +24,17 @@ from multitype.transformer import checkpoint
 from multitype.uploader import FolderPublisher
 from tests.transformer import tiny_checkpoints as tiny
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def kill_during_save(root: str, folder: str, stage: str) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "tests.transformer.tiny_checkpoints", root, folder, stage],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "multitype.storage", "tests.transformer.tiny_checkpoints"])
+    child = context.Process(target=tiny.main, args=(root, folder, stage, dict(os.environ)))
+    child.start()
+    child.join(timeout=120)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+    assert child.exitcode == -signal.SIGKILL, f"stage {stage}: exit code {child.exitcode}"
 
 
 def uninterrupted(steps: int) -> dict[str, torch.Tensor]:

@@ -1,9 +1,9 @@
 """A tiny model trained step by step with real step checkpoints, and a save that kills itself at a chosen stage.
 
-``python -m tests.transformer.tiny_checkpoints ROOT FOLDER STAGE`` trains to
-step 6, saving ``tiny-step2``, ``-step4`` and ``-step6`` through
+:func:`main`, run in a child process, trains towards step 8, saving
+``tiny-step2``, ``-step4`` and ``-step6`` through
 :class:`~multitype.transformer.checkpoint.Checkpointer` with an inline
-publisher, and SIGKILLs itself at ``STAGE`` (see :data:`STAGES`) from a
+publisher, and SIGKILLs itself at ``stage`` (see :data:`STAGES`) from a
 patched public ``Storage`` method: a deterministic spot kill.
 """
 
@@ -105,7 +105,8 @@ def patch_kill(stage: str) -> None:
     Storage.rm = killing_rm  # type: ignore[method-assign]
 
 
-def main(root: str, folder: str, stage: str) -> None:
+def main(root: str, folder: str, stage: str, env: dict[str, str]) -> None:
+    os.environ.update(env)  # the test's environment (S3 endpoint and keys), not the forkserver's
     torch.set_num_threads(1)
     patch_kill(stage)
     storage = Storage(root)
@@ -113,7 +114,3 @@ def main(root: str, folder: str, stage: str) -> None:
     model, optimizer, scheduler = make_model()
     train(checkpointer, model, optimizer, scheduler, 0, 8)
     sys.exit(f"stage {stage!r} never killed the save")
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:4])
