@@ -53,9 +53,19 @@ def transformer_metrics(slug: str) -> str:
     return f"results/transformer/{slug}_metrics.json"
 
 
-def checkpoint(slug: str, tag: str) -> str:
-    """``tag`` is ``epoch<k>``, ``best`` or ``last``."""
-    return f"{CHECKPOINTS}/{slug}-{tag}"
+def checkpoint(slug: str, tag: str, folder: str = CHECKPOINTS) -> str:
+    """``<folder>/<slug>-<tag>``; ``tag`` is ``step<N>``, ``epoch<k>`` or ``best``.
+
+    ``folder`` is the checkpoint folder's key under its storage (``""`` when the
+    checkpoints have a storage of their own, e.g. SageMaker's ``/opt/ml/checkpoints``).
+    """
+    name = f"{slug}-{tag}"
+    return f"{folder}/{name}" if folder else name
+
+
+def step_tag(global_step: int) -> str:
+    """The tag of the step checkpoint taken after ``global_step`` optimizer steps."""
+    return f"step{global_step}"
 
 
 def final_model(name: str) -> str:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
 import subprocess
 import sys
 import time
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
 from multitype import layout
 from multitype.project import Project
+from multitype.storage import Storage
 
 _PACKAGES = ("multitype", "torch", "transformers", "accelerate", "scikit-learn", "skops", "numpy",
              "pandas", "pydantic", "fsspec", "s3fs", "boto3")
@@ -71,12 +74,71 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def git_commit() -> str | None:
+BUNDLE_FILE = "bundle.json"
+
+
+def _git(folder: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+                             check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_version(package_dir: Path | None = None) -> dict[str, Any] | None:
+    """The commit of the code that runs: its git checkout, or the pushed ``code/`` bundle it came from.
+
+    Looked up from the package's own folder, never the current one (a run
+    started in another repository must not record that repository's commit).
+
+    Parameters
+    ----------
+    package_dir : Path, optional
+        The ``multitype`` package folder (default: this package's).
+
+    Returns
+    -------
+    dict or None
+        ``{"commit", "dirty", "source"}`` with ``source`` ``"git"`` (a checkout in
+        which the package's files are tracked; ``dirty``: tracked files changed)
+        or ``"bundle"`` (``<package>/../../bundle.json`` of a pushed ``code/``
+        folder: ``code/src/multitype`` -> ``code/bundle.json``); None when
+        neither is there (e.g. an installed wheel).
+    """
+    package_dir = Path(package_dir or Path(__file__).parent).resolve()
+    bundle = package_dir.parent.parent / BUNDLE_FILE
+    if bundle.is_file():
+        try:
+            info = json.loads(bundle.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict) and info.get("commit"):
+            return {"commit": str(info["commit"]), "dirty": info.get("dirty"), "source": "bundle"}
+    # only a checkout that tracks the package counts (not a venv inside some other repository)
+    if _git(package_dir, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
+        return None
+    commit = _git(package_dir, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = _git(package_dir, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status), "source": "git"}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """sha256 of a local file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_hashes(folder: str | os.PathLike[str], name: str) -> dict[str, str]:
+    """``{name/relative/path: sha256}`` of every file in a local folder (hash it before publishing it as ``name``)."""
+    folder = Path(folder)
+    return {f"{name}/{p.relative_to(folder).as_posix()}": sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def file_hashes(project: Project, keys: Iterable[str]) -> dict[str, str]:
@@ -95,12 +157,26 @@ def write_manifest(
     outputs: Iterable[str] = (),
     extra: dict[str, Any] | None = None,
     external_inputs: dict[str, str] | None = None,
+    output_hashes: Mapping[str, str] | None = None,
+    storage: Storage | None = None,
 ) -> str:
     """Write ``runs/<run-id>/manifest.json`` and return its key.
 
-    ``inputs`` and ``outputs`` are keys under the root; ``external_inputs`` maps
-    a description (e.g. an input file outside the root) to its sha256.
+    Parameters
+    ----------
+    project : Project
+    inputs, outputs : iterable of str
+        Keys under the root (files or folders), hashed by reading them back.
+    extra : dict, optional
+        More fields (scrubbed of secrets).
+    external_inputs : dict, optional
+        Description (e.g. an input file outside the root) -> sha256.
+    output_hashes : mapping, optional
+        Output name -> sha256 of outputs hashed while they were written (no read-back).
+    storage : Storage, optional
+        Where the manifest goes (default: the root; training passes its results root).
     """
+    code = code_version()
     manifest = {
         "run_id": project.run_id,
         "command": project.command,
@@ -113,13 +189,14 @@ def write_manifest(
         "config": scrub(project.configs.to_dict()),
         "config_source": project.configs.source,
         "inputs": {**(external_inputs or {}), **file_hashes(project, inputs)},
-        "outputs": file_hashes(project, outputs),
-        "git_commit": git_commit(),
+        "outputs": {**file_hashes(project, outputs), **(output_hashes or {})},
+        "git_commit": code["commit"] if code else None,
+        "code": code,
         "packages": package_versions(),
         "hardware": hardware(),
     }
     if extra:
         manifest.update(scrub(extra))
     key = layout.manifest(project.run_id)
-    project.storage.write_json(key, manifest)
+    (storage or project.storage).write_json(key, manifest)
     return key

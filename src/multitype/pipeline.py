@@ -14,7 +14,7 @@ console = Console(stderr=True)
 
 def _stage(project: Project, command: str) -> Project:
     """A sub-run of the pipeline: same root and configs, its own run id and manifest."""
-    return Project(storage=project.storage, configs=project.configs, command=command)
+    return Project(storage=project.storage, configs=project.configs, command=command, outputs=project.outputs)
 
 
 def run_pipeline(project: Project, transformer: bool = True, force: bool = False) -> dict[str, Any]:

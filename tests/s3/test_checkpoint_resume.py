@@ -21,6 +21,8 @@ from tests.transformer.conftest import (SUBPROCESS_ENV, one_thread, train_args, 
                                         trained, transformer_yaml, write_processed)
 from tests.transformer.test_resume import assert_same_result
 
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
+
 CKPT = "models/checkpoints"
 
 

@@ -63,7 +63,7 @@ def tiny_project(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """One torch thread: the 2 shared cores are faster that way, and runs compare bit for bit."""
+    """One torch thread: the 2 shared cores are faster that way, and runs compare within float rounding."""
     import torch
 
     before = torch.get_num_threads()

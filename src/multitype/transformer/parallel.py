@@ -1,20 +1,13 @@
-"""Many GPUs for one model (a DDP re-launch) and many models at once (one process per GPU).
-
-``--gpus all|N`` with more than one GPU re-launches training under
-``torchrun`` (``python -m torch.distributed.run``): the parent writes the run's
-settings to a spec file, every rank runs :func:`worker_main` on it, rank 0
-writes the outcome next to it and the parent turns that into a return value,
-a ``ModelError`` or ``Interrupted`` (SIGTERM is forwarded to the ranks, which
-save a checkpoint first).
+"""Many models at once: ``train parallel``, one training process per GPU.
 
 ``train parallel`` starts one ``multitype train transformer`` subprocess per
 GPU (``CUDA_VISIBLE_DEVICES=i``), queues the rest, runs them one after another
-without a GPU, and logs each to ``runs/<run-id>/<slug>.log``.
+without a GPU, and logs each to ``runs/<run-id>/<slug>.log``. (One model on
+many GPUs is :mod:`multitype.transformer.launch`.)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,112 +18,17 @@ from pathlib import Path
 from typing import IO, Any, Sequence
 
 from multitype import interrupts, layout
-from multitype.config import TransformerParams
-from multitype.errors import Interrupted, ModelError, UserError
+from multitype.errors import Interrupted, ModelError
 from multitype.manifest import write_manifest
 from multitype.project import Project
+from multitype.transformer.launch import gpu_count
+from multitype.transformer.logs import log
+from multitype.transformer.models import resolve_model
 
 _POLL_SECONDS = 0.5
 _FLAGS = {"num_epochs": "--num-epochs", "learning_rate": "--learning-rate", "batch_size": "--batch-size",
           "max_length": "--max-length", "max_steps": "--max-steps", "max_train_samples": "--max-train-samples",
           "precision": "--precision"}
-
-
-def gpu_count() -> int:
-    """CUDA devices visible to this process."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def processes_for(gpus: str, available: int) -> int:
-    """How many DDP processes ``--gpus`` asks for, given ``available`` GPUs (0 or 1: no re-launch).
-
-    Raises
-    ------
-    ModelError
-        ``gpus`` is neither ``all`` nor a positive whole number.
-    """
-    value = gpus.strip().lower()
-    if value == "all":
-        return available
-    if not value.isdigit() or int(value) < 1:
-        raise ModelError(f"--gpus must be 'all' or a positive number of GPUs, got {gpus!r}")
-    return min(int(value), available)
-
-
-# -- one model on many GPUs ---------------------------------------------------------------
-def maybe_relaunch(project: Project, params: TransformerParams, resume: str, gpus: str) -> dict[str, Any] | None:
-    """Train under torchrun when ``gpus`` asks for more than one GPU and they exist.
-
-    Returns the metrics record of the re-launched run, or None when this
-    process should train by itself (no GPU, one GPU, or already a torchrun rank).
-    """
-    from multitype.transformer.train import log, warn
-
-    if "LOCAL_RANK" in os.environ:
-        return None
-    available = gpu_count()
-    wanted = processes_for(gpus, available)
-    if available == 0:
-        log(f"--gpus {gpus}: no CUDA GPU found; training on the CPU")
-        return None
-    if gpus.strip().isdigit() and int(gpus) > available:
-        warn(f"--gpus {gpus}: only {available} GPU(s) visible; using {available}")
-    if wanted <= 1:
-        return None
-    with tempfile.TemporaryDirectory(prefix="multitype-ddp-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        outcome = Path(tmp) / "outcome.json"
-        spec.write_text(json.dumps({
-            "root": project.storage.root, "endpoint_url": project.storage.endpoint_url,
-            "config_dir": project.configs.source or "configs", "command": project.command,
-            "run_id": project.run_id, "params": params.model_dump(mode="json"), "resume": resume,
-            "outcome": str(outcome)}), encoding="utf-8")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={wanted}",
-               "-m", "multitype.transformer.parallel", str(spec)]
-        log(f"--gpus {gpus}: re-launching under torchrun on {wanted} GPUs")
-        code = _run_forwarding_signals(cmd)
-        result = json.loads(outcome.read_text(encoding="utf-8")) if outcome.exists() else {"exit_code": code}
-    if result["exit_code"] == 0:
-        return project.storage.read_json(layout.transformer_metrics(result["slug"]))
-    if result["exit_code"] == Interrupted.exit_code:
-        raise Interrupted(result.get("message") or "training under torchrun was interrupted; checkpoint saved")
-    if result["exit_code"] == UserError.exit_code:
-        raise ModelError(result.get("message") or "training under torchrun refused its input")
-    raise RuntimeError(f"training under torchrun failed (exit {code}); see the ranks' output above")
-
-
-def _run_forwarding_signals(cmd: list[str]) -> int:
-    """Run ``cmd``; SIGTERM/SIGINT received meanwhile go to it too (it saves and exits)."""
-    proc = subprocess.Popen(cmd)
-
-    def forward(signum: int) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
-
-    with interrupts.stop_on_signals(on_signal=forward):
-        return proc.wait()
-
-
-def worker_main(spec_path: str) -> int:
-    """One torchrun rank: open the project from the spec, train, record the outcome (rank 0)."""
-    from multitype.project import open_project
-    from multitype.transformer.train import train_transformer
-
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    outcome: dict[str, Any] = {"exit_code": 0}
-    try:
-        project = open_project(spec["root"], spec["config_dir"], spec["command"], spec["endpoint_url"])
-        project.run_id = spec["run_id"]
-        record = train_transformer(project, TransformerParams.model_validate(spec["params"]), spec["resume"])
-        outcome["slug"] = record["slug"]
-    except (UserError, Interrupted) as exc:
-        outcome = {"exit_code": exc.exit_code, "message": str(exc)}
-        print(f"error: {exc}" if isinstance(exc, UserError) else f"interrupted: {exc}", file=sys.stderr)
-    if int(os.environ.get("RANK", "0")) == 0:
-        Path(spec["outcome"]).write_text(json.dumps(outcome), encoding="utf-8")
-    return int(outcome["exit_code"])
 
 
 # -- many models at once -------------------------------------------------------------------
@@ -187,9 +85,6 @@ def train_parallel(project: Project, models: Sequence[str], overrides: dict[str,
         One row per model: status, exit code, GPU, seconds, test accuracy and
         macro-F1, log key. A failed model does not stop the others.
     """
-    from multitype.transformer.models import resolve_model
-    from multitype.transformer.train import log
-
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(overrides) - set(_FLAGS))
     if unknown:
@@ -198,6 +93,9 @@ def train_parallel(project: Project, models: Sequence[str], overrides: dict[str,
         raise ModelError("--models is empty; name at least one model, e.g. --models minilm")
     if resume not in ("auto", "never"):
         raise ModelError(f"--resume must be 'auto' or 'never', got {resume!r}")
+    if project.outputs.model is not None and len(models) > 1:
+        raise ModelError(f"the final model folder is set to {project.outputs.model.url()} (MULTITYPE_MODEL_DIR), "
+                         f"which holds one model; train one model at a time, or unset it")
     jobs: list[Job] = []
     for name in models:
         project.configs.transformer.params_for(name, **overrides)  # bad values fail here, before any start
@@ -242,16 +140,23 @@ def train_parallel(project: Project, models: Sequence[str], overrides: dict[str,
     return rows
 
 
+def _open_log(project: Project, job: Job) -> None:
+    """The job's log file: under the root, or a local temp file uploaded when the job ends (S3 roots)."""
+    if project.storage.remote:
+        fd, name = tempfile.mkstemp(prefix=f"multitype-{job.slug}-", suffix=".log")
+        job.log_path = Path(name)
+        job.log_file = os.fdopen(fd, "wb")  # the descriptor mkstemp opened, closed with the file
+        return
+    job.log_path = project.storage.local_path(job.log_key)
+    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    job.log_file = open(job.log_path, "wb")
+
+
 def _start(project: Project, job: Job, slot: int | None, overrides: dict[str, Any], resume: str) -> None:
-    env = dict(os.environ)
+    env = {**os.environ, **project.outputs.to_env()}
     if slot is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot)
-    if project.storage.remote:
-        job.log_path = Path(tempfile.mkstemp(prefix=f"multitype-{job.slug}-", suffix=".log")[1])
-    else:
-        job.log_path = project.storage.local_path(job.log_key)
-        job.log_path.parent.mkdir(parents=True, exist_ok=True)
-    job.log_file = open(job.log_path, "wb")
+    _open_log(project, job)
     job.slot, job.started = slot, time.monotonic()
     # own process group: a Ctrl-C in the terminal reaches the children only through `forward`
     job.proc = subprocess.Popen(_child_command(project, job.model, overrides, resume), env=env,
@@ -269,8 +174,8 @@ def _finish(project: Project, job: Job) -> None:
         job.log_path.unlink(missing_ok=True)
     if job.exit_code == 0:
         key = layout.transformer_metrics(job.slug)
-        if project.storage.exists(key):
-            job.record = project.storage.read_json(key)
+        if project.outputs.results.exists(key):
+            job.record = project.outputs.results.read_json(key)
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Any:
@@ -285,7 +190,3 @@ def summary_table(rows: list[dict[str, Any]]) -> Any:
         table.add_row(row["model"], row["status"], "cpu" if row["gpu"] is None else str(row["gpu"]),
                       fmt(row["accuracy"]), fmt(row["macro_f1"]), f"{row['seconds']:.0f}", row["log"])
     return table
-
-
-if __name__ == "__main__":  # a torchrun rank (see maybe_relaunch)
-    sys.exit(worker_main(sys.argv[1]))

@@ -1,15 +1,27 @@
 """Fine-tune one transformer: our own loop, readable top to bottom.
 
-``train_transformer`` goes: check options -> model config (no weights yet) ->
-data (tokenised once) -> resume point -> model, optimizer, scheduler -> loop
-(accumulate, clip, step, checkpoint, stop on SIGTERM) -> evaluate each epoch,
-keep the best, stop early -> best model on val and test -> final model,
-metrics, summary, manifest.
+``train_transformer`` runs five steps, each a function below, in this order:
+
+1. :func:`_setup`: check options -> model config (no weights yet) -> model
+   identity -> resume point (its params and seed win) -> data (tokenised once)
+   -> model, optimizer, scheduler (restored from the resume point) -> checkpointer.
+2. :func:`_train_epoch`: the optimizer steps of one epoch (accumulate, clip,
+   step), a step checkpoint every ``checkpoint.every_steps`` steps or
+   ``every_minutes`` minutes, and on SIGTERM a last one before stopping.
+3. :func:`_evaluate_epoch`: validation metrics, the best so far, early stopping.
+4. :func:`_save`: a checkpoint (``-step<N>``, ``-epoch<k>``, ``-best``) handed
+   to the publisher (see :mod:`multitype.transformer.checkpoint`).
+5. :func:`_finish`: the best checkpoint on val and test -> final model,
+   metrics, summary, manifest.
+
+Everything one run holds lives in a :class:`Run`; where it writes is
+``project.outputs`` (checkpoint folder, final model folder, results root).
 
 Exactness: the batch order is a function of (seed, epoch), checkpoints are
 taken only at optimizer-step boundaries and hold every state (weights,
 optimizer, scheduler, scaler, RNGs, position), so on CPU in fp32 a run killed at
-any point and resumed ends with the same weights as one that never stopped.
+any point and resumed ends with the same weights as one that never stopped, up
+to float rounding (the tests allow 1e-6 per weight).
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,29 +44,14 @@ from multitype.data.dataset import load_labels, load_split
 from multitype.errors import DataError, Interrupted, ModelError
 from multitype.evaluate import classification_metrics, metrics_record
 from multitype.project import Project
-from multitype.transformer import artifacts, batches, checkpoint, models, runtime
+from multitype.transformer import artifacts, batches, checkpoint, launch, models, runtime
+from multitype.transformer.logs import log, metric, quiet, warn
 from multitype.uploader import FolderPublisher
 
 # params that may change between a run and its resume; any other difference is overruled by the checkpoint
 _FREE_ON_RESUME = {"precision", "eval_batch_size", "checkpoint", "gradient_checkpointing"}
 _LOG_EVERY_STEPS = 10
-
-
-def log(message: str) -> None:
-    """A progress line on stderr that does not break the progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
-
-
-def warn(message: str) -> None:
-    log(f"warning: {message}")
-
-
-def metric(name: str, value: float | int) -> None:
-    """A ``METRIC name=value`` line on stdout (SageMaker metric definitions match these)."""
-    shown = f"{value:.6g}" if isinstance(value, float) else str(value)
-    print(f"METRIC {name}={shown}", flush=True)
+_KEEP_STEP_CHECKPOINTS = 2
 
 
 @dataclass
@@ -90,6 +87,76 @@ class Data:
     keys: list[str]
 
 
+@dataclass
+class Meter:
+    """Wall-clock bookkeeping: training time summed over resumes, samples/s without eval and checkpoints."""
+
+    loop_started: float = field(default_factory=time.perf_counter)
+    run_started: float = field(default_factory=time.perf_counter)
+    overhead: float = 0.0          # seconds spent writing checkpoints and evaluating
+    compute_samples: int = 0       # samples trained on by this process
+    last_save: float = field(default_factory=time.monotonic)
+    last_postfix: float = field(default_factory=time.monotonic)
+    last_line: float = field(default_factory=time.monotonic)
+
+    def samples_per_s(self) -> float:
+        return self.compute_samples / max(time.perf_counter() - self.run_started - self.overhead, 1e-9)
+
+    def lap(self, state: TrainState) -> None:
+        """Add the loop time since the last lap to ``state.train_seconds``."""
+        now = time.perf_counter()
+        state.train_seconds += now - self.loop_started
+        self.loop_started = now
+
+
+@dataclass
+class Run:
+    """One training run: what :func:`_setup` builds and the other steps advance."""
+
+    project: Project
+    params: TransformerParams
+    rt: runtime.Runtime
+    source: models.ModelSource
+    identity: models.ModelIdentity
+    label_names: list[str]
+    seed: int
+    precision: str
+    tokenizer: Any
+    data: Data
+    sampler: batches.LengthGroupedBatches
+    steps_per_epoch: int
+    total_steps: int
+    num_epochs: int
+    class_weights: np.ndarray
+    model: torch.nn.Module
+    ddp: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    state: TrainState
+    publisher: FolderPublisher | None  # main process only
+    checkpoints: checkpoint.Checkpointer | None
+    say: Callable[[str], None]
+    caution: Callable[[str], None]
+    pad_id: int = 0
+    multiple_of: int = 1
+    meter: Meter = field(default_factory=Meter)
+    loss_acc: torch.Tensor | None = None  # the epoch's loss, summed on the device (reading it is a GPU sync)
+    bar: Any = None
+    interactive: bool = False
+    throughput: float = 0.0
+
+    @property
+    def slug(self) -> str:
+        return self.source.slug
+
+    def read_loss(self) -> float:
+        assert self.loss_acc is not None
+        self.state.epoch_loss_sum += float(self.loss_acc)
+        self.loss_acc.zero_()
+        return self.state.train_loss()
+
+
 def train_transformer(project: Project, params: TransformerParams, resume: str = "auto",
                       gpus: str | None = None) -> dict[str, Any]:
     """Fine-tune ``params.model_name`` on the processed splits and return the metrics record.
@@ -97,7 +164,7 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     Parameters
     ----------
     project : Project
-        Root, configs and run id.
+        Root, configs, run id and output places (``project.outputs``).
     params : TransformerParams
         Resolved hyperparameters (``configs.transformer.params_for(...)``).
     resume : {"auto", "never"}, default="auto"
@@ -116,62 +183,82 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     ------
     ModelError
         Unknown model, max_length beyond the model's limit, a checkpoint of
-        another model or other labels, CUDA out of memory.
+        another model or other labels, a damaged ``-best`` checkpoint at the
+        end, CUDA out of memory.
     Interrupted
-        SIGTERM/SIGINT: a ``-last`` checkpoint was saved first.
+        SIGTERM/SIGINT: a ``-step<N>`` checkpoint was saved first.
     """
     if resume not in ("auto", "never"):
         raise ModelError(f"--resume must be 'auto' or 'never', got {resume!r}")
     if gpus is not None:
-        from multitype.transformer import parallel
-
-        relaunched = parallel.maybe_relaunch(project, params, resume, gpus)
+        relaunched = launch.maybe_relaunch(project, params, resume, gpus)
         if relaunched is not None:
             return relaunched
     rt = runtime.setup_runtime()
     interrupts.clear()
     try:
         with interrupts.stop_on_signals():  # a SIGTERM while loading is answered at the first step
-            return _train(project, params, resume, rt)
+            run = _setup(project, params, resume, rt)
+            _start_loop(run)
+            try:
+                while not run.state.finished:
+                    _train_epoch(run)
+                    _evaluate_epoch(run)
+                if rt.device.type == "cuda":
+                    torch.cuda.synchronize(rt.device)
+                run.throughput = run.meter.samples_per_s() if run.meter.compute_samples else run.state.samples_per_s
+            except torch.cuda.OutOfMemoryError:
+                raise ModelError(f"CUDA out of memory with --batch-size {run.params.batch_size} and --max-length "
+                                 f"{run.params.max_length}; lower one of them, or set gradient_checkpointing: true "
+                                 f"in models_transformer.yaml") from None
+            finally:
+                run.bar.close()
+                if run.publisher is not None:
+                    run.publisher.close(wait=True)
+            rt.barrier()
+            return _finish(run)
     finally:
         rt.close()
 
 
-def _train(project: Project, params: TransformerParams, resume: str, rt: runtime.Runtime) -> dict[str, Any]:
+# -- 1. setup ------------------------------------------------------------------------------------------
+def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime.Runtime) -> Run:
     storage = project.storage
-    say = log if rt.is_main else (lambda _: None)
-    caution = warn if rt.is_main else (lambda _: None)
+    say = log if rt.is_main else quiet
+    caution = warn if rt.is_main else quiet
+    places = project.outputs.checkpoints
 
-    # -- model config and checks (before any weights are read) ----------------------
+    # model config and checks (before any weights are read)
     source = models.resolve_model(params.model_name)
     model_config = models.load_config(source)
     models.check_max_length(source, model_config, params.max_length)
+    identity = models.model_identity(source)
     slug = source.slug
     label_names = load_labels(storage)
 
-    # -- resume point: its params and seed win (with a warning) ---------------------
-    point = checkpoint.find_resume_point(storage, slug, caution) if resume == "auto" else None
+    # resume point: its params and seed win (with a warning)
+    point = None
+    if resume == "auto":
+        point = checkpoint.find_resume_point(places.storage, slug, caution, places.key)
     seed = params.seed if params.seed is not None else project.configs.project.seed
     if point is not None:
-        _check_compatible(point, storage.url(point.key), label_names, source)
+        _check_compatible(point, places.storage.url(point.key), label_names, source, identity, caution)
         params, seed = _params_from_checkpoint(point.state, params, seed, caution)
-        say(f"resuming from {storage.url(point.key)} (epoch {point.state['epoch'] + 1}, "
+        say(f"resuming from {places.storage.url(point.key)} (epoch {point.state['epoch'] + 1}, "
             f"step {point.state['global_step']})")
-    elif resume == "auto" and checkpoint.checkpoint_keys(storage, slug):
+    elif resume == "auto" and checkpoint.checkpoint_keys(places.storage, slug, places.key):
         say(f"no valid checkpoint of {slug} to resume from: starting fresh")
     precision = runtime.resolve_precision(params.precision, rt.device, caution)
 
-    # -- data: tokenised once, kept in memory ----------------------------------------
+    # data: tokenised once, kept in memory
     tokenizer = models.load_tokenizer(source)
     data = _load_data(storage, tokenizer, label_names, params, seed)
     sampler = batches.LengthGroupedBatches(data.train.lengths, params.batch_size, seed,
                                            num_replicas=rt.world_size, rank=rt.rank)
     steps_per_epoch = math.ceil(sampler.num_batches / params.gradient_accumulation_steps)
     total_steps = params.max_steps or math.ceil(steps_per_epoch * params.num_epochs)
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
-    class_weights = _class_weights(data.train.labels, len(label_names), params.class_weights)
 
-    # -- model, optimizer, schedule ---------------------------------------------------
+    # model, optimizer, schedule: fresh, or as the resume point left them
     _seed_everything(seed)
     model = models.load_classifier(source, label_names)
     if params.gradient_checkpointing:
@@ -200,233 +287,322 @@ def _train(project: Project, params: TransformerParams, resume: str, rt: runtime
         ddp = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     else:
         ddp = model
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    multiple_of = 8 if rt.device.type == "cuda" else 1
 
-    # -- checkpoints -------------------------------------------------------------------
-    publisher = FolderPublisher(storage) if rt.is_main else None
-    written: set[str] = set()
-    fresh = point is None
+    # checkpoints: written by the main process only, published whole with their marker last
+    publisher = checkpoints = None
+    if rt.is_main:
+        publisher = FolderPublisher(places.storage)
+        checkpoints = checkpoint.Checkpointer(places.storage, places.key, slug, publisher,
+                                              keep_steps=_KEEP_STEP_CHECKPOINTS,
+                                              keep_epochs=params.checkpoint.keep_last_epochs,
+                                              replace_others=point is None)
+        if point is not None:
+            checkpoints.last_step = state.global_step  # already saved: a stop before the next step saves nothing
+    return Run(project=project, params=params, rt=rt, source=source, identity=identity, label_names=label_names,
+               seed=seed, precision=precision, tokenizer=tokenizer, data=data, sampler=sampler,
+               steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+               num_epochs=math.ceil(total_steps / steps_per_epoch),
+               class_weights=_class_weights(data.train.labels, len(label_names), params.class_weights),
+               model=model, ddp=ddp, optimizer=optimizer, scheduler=scheduler, scaler=scaler, state=state,
+               publisher=publisher, checkpoints=checkpoints, say=say, caution=caution,
+               pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+               multiple_of=8 if rt.device.type == "cuda" else 1,
+               loss_acc=torch.zeros((), dtype=torch.float64, device=rt.device))
 
-    overhead = 0.0  # seconds spent writing checkpoints and evaluating, left out of samples/s
-    # the epoch's loss is summed on the device and read back only now and then (a read is a GPU sync)
-    loss_acc = torch.zeros((), dtype=torch.float64, device=rt.device)
 
-    def read_loss() -> float:
-        state.epoch_loss_sum += float(loss_acc)
-        loss_acc.zero_()
-        return state.train_loss()
-
-    def save(tag: str, with_training_state: bool = True) -> None:
-        nonlocal overhead
-        read_loss()
-        if compute_samples:
-            state.samples_per_s = samples_per_s()
-        if publisher is None:
-            return
-        started = time.perf_counter()
-        key = layout.checkpoint(slug, tag)
-        written.add(key)
-        meta = {"tag": tag, "model_name": params.model_name, "model_identity": source.identity,
-                "labels": label_names, "params": params.model_dump(mode="json"), "seed": seed,
-                "epoch": state.epoch, "iteration": state.iteration, "global_step": state.global_step,
-                "world_size": rt.world_size, "run_id": project.run_id, "train_state": asdict(state)}
-        checkpoint.save_checkpoint(publisher, key, model, meta,
-                                   *((optimizer, scheduler, scaler) if with_training_state else ()),
-                                   on_done=lambda done: _after_publish(done))
-        overhead += time.perf_counter() - started
-
-    def _after_publish(done: str) -> None:
-        nonlocal fresh
-        if fresh:  # a fresh run's first checkpoint replaces the previous run's ones
-            fresh = False
-            for key in checkpoint.checkpoint_keys(storage, slug):
-                if key not in written:
-                    storage.rm(key, recursive=True)
-        if checkpoint.epoch_number(done) is not None:
-            checkpoint.prune_epochs(storage, slug, params.checkpoint.keep_last_epochs)
-
-    # -- the loop ----------------------------------------------------------------------
-    say(f"training {params.model_name} on {len(data.train)} examples, {len(label_names)} labels: {total_steps} steps "
-        f"({steps_per_epoch}/epoch, batch {params.batch_size} x {params.gradient_accumulation_steps} accumulation"
-        f"{f' x {rt.world_size} processes' if rt.distributed else ''}), max length {params.max_length}, "
-        f"{precision} on {rt.describe()}")
+def _start_loop(run: Run) -> None:
+    """The opening line, the progress bar (a live bar on a terminal; in log files a line every 30 s), the clocks."""
     from tqdm import tqdm
 
-    # a live bar on a terminal; in log files (SageMaker, EC2, train parallel) a plain line every 30 s
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=total_steps, initial=state.global_step, desc=slug, file=sys.stderr, mininterval=1.0,
-               dynamic_ncols=True, disable=not (rt.is_main and interactive))
-    loop_started = run_started = time.perf_counter()
-    compute_samples = 0
+    p, rt = run.params, run.rt
+    run.say(f"training {p.model_name} on {len(run.data.train)} examples, {len(run.label_names)} labels: "
+            f"{run.total_steps} steps ({run.steps_per_epoch}/epoch, batch {p.batch_size} x "
+            f"{p.gradient_accumulation_steps} accumulation{f' x {rt.world_size} processes' if rt.distributed else ''}"
+            f"), max length {p.max_length}, {run.precision} on {rt.describe()}")
+    run.interactive = sys.stderr.isatty()
+    run.bar = tqdm(total=run.total_steps, initial=run.state.global_step, desc=run.slug, file=sys.stderr,
+                   mininterval=1.0, dynamic_ncols=True, disable=not (rt.is_main and run.interactive))
+    run.meter = Meter()
 
-    def samples_per_s() -> float:  # training only: evaluation and checkpoint writing excluded
-        return compute_samples / max(time.perf_counter() - run_started - overhead, 1e-9)
-    last_save = last_postfix = last_line = time.monotonic()
+
+# -- 2. one epoch of optimizer steps ----------------------------------------------------------------------
+def _train_epoch(run: Run) -> None:
+    """Optimizer steps until the epoch or the step budget ends; step checkpoints; stop on a signal."""
+    state, rt, params = run.state, run.rt, run.params
+    plan = run.sampler.rank_batches(state.epoch)
+    run.ddp.train()
+    stopping = rt.any_rank(interrupts.stop_requested() is not None)
+    accum = params.gradient_accumulation_steps
+    while state.iteration < len(plan) and state.global_step < run.total_steps and not stopping:
+        _step(run, plan[state.iteration:state.iteration + accum])
+        _report_progress(run)
+        stopping = rt.any_rank(interrupts.stop_requested() is not None)
+        epoch_ends = state.iteration >= len(plan) or state.global_step >= run.total_steps
+        if not stopping and not epoch_ends and _checkpoint_due(params, state.global_step, run.meter.last_save):
+            run.meter.lap(state)
+            _save(run, layout.step_tag(state.global_step))
+            run.meter.last_save = time.monotonic()
+    if stopping:
+        _stop(run)
+
+
+def _step(run: Run, group: list[Any]) -> None:
+    """One optimizer step over a group of up to ``accum`` batches, loss normalised by the group's weight."""
+    state, rt, data, optimizer = run.state, run.rt, run.data, run.optimizer
+    group_weight = float(sum(run.class_weights[data.train.labels[i]] for idx in group for i in idx))
+    for n, idx in enumerate(group):
+        batch = {k: v.to(rt.device, non_blocking=True)
+                 for k, v in batches.collate(data.train, idx, run.pad_id, run.multiple_of).items()}
+        # DDP: all-reduce gradients only on the group's last batch
+        skip_sync = rt.distributed and n < len(group) - 1
+        with run.ddp.no_sync() if skip_sync else contextlib.nullcontext():
+            with runtime.autocast(rt.device, run.precision):
+                logits = run.ddp(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            per_example = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+            weights = _example_weights(run.class_weights, batch["labels"])
+            run.scaler.scale((per_example * weights).sum() / group_weight).backward()
+        run.loss_acc += per_example.detach().sum()
+        state.epoch_examples += len(idx)
+    run.scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.params.max_grad_norm)
+    run.scaler.step(optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    samples = sum(len(idx) for idx in group) * rt.world_size
+    run.meter.compute_samples += samples
+    state.iteration += len(group)
+    state.global_step += 1
+    state.samples_seen += samples
+
+
+def _report_progress(run: Run) -> None:
+    """The bar's postfix, a plain line every 30 s in log files, METRIC lines every few steps."""
+    state, meter = run.state, run.meter
+    run.bar.update(1)
+    if not run.rt.is_main:
+        return
+    if time.monotonic() - meter.last_postfix > 2.0:
+        meter.last_postfix = time.monotonic()
+        loss, lr = run.read_loss(), run.scheduler.get_last_lr()[0]
+        run.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{meter.samples_per_s():.1f}", refresh=False)
+        if not run.interactive and time.monotonic() - meter.last_line > 30.0:
+            meter.last_line = time.monotonic()
+            run.say(f"step {state.global_step}/{run.total_steps} (epoch {state.epoch + 1}): loss {loss:.4f}, "
+                    f"lr {lr:.2e}, {meter.samples_per_s():.1f} samples/s")
+    if state.global_step % _LOG_EVERY_STEPS == 0:
+        metric("step", state.global_step)
+        metric("train_loss", run.read_loss())
+        metric("learning_rate", run.scheduler.get_last_lr()[0])
+
+
+def _checkpoint_due(params: TransformerParams, step: int, last_save: float) -> bool:
+    every = params.checkpoint
+    if every.every_steps and step % every.every_steps == 0:
+        return True
+    return bool(every.every_minutes) and time.monotonic() - last_save >= every.every_minutes * 60
+
+
+def _stop(run: Run) -> None:
+    """Save ``-step<N>`` at the current step boundary, wait until it is complete, raise Interrupted."""
+    reason = interrupts.stop_requested() or "a stop request"
+    run.meter.lap(run.state)
+    _save(run, layout.step_tag(run.state.global_step))
+    if run.publisher is not None:
+        run.publisher.wait()
+    run.say(f"{reason}: checkpoint saved at step {run.state.global_step}; rerun the same command to resume")
+    raise Interrupted(f"{reason} at step {run.state.global_step}; checkpoint saved, rerun the same command to resume")
+
+
+# -- 3. end of epoch (or of the step budget): evaluate, keep the best, maybe stop early -------------------
+def _evaluate_epoch(run: Run) -> None:
+    state, rt, params = run.state, run.rt, run.params
+    started = time.perf_counter()
+    result = _evaluate(run, run.data.val)
+    run.meter.overhead += time.perf_counter() - started
+    if rt.any_rank(result is None):
+        _stop(run)
+    entry = {"epoch": state.epoch + 1, "global_step": state.global_step, "train_loss": run.read_loss(), **(result or {})}
+    state.history.append(entry)
+    value = rt.from_main(result[f"val_{params.metric}"] if result and "val_loss" in result else None)
+    improved = value is None or state.best_value is None or value > state.best_value
+    if improved:
+        state.best_value, state.best_epoch, state.best_step = value, state.epoch + 1, state.global_step
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+    patience = params.early_stopping_patience
+    early = patience is not None and state.epochs_without_improvement >= patience
+    if rt.is_main:
+        for name in ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1"):
+            if name in entry:
+                metric(name, entry[name])
+        shown = f"val {params.metric} {value:.4f}" if value is not None else "no validation data"
+        run.say(f"epoch {state.epoch + 1}/{run.num_epochs}: train loss {entry['train_loss']:.4f}, {shown}"
+                f"{' (best)' if improved else ''}")
+        if early:
+            run.say(f"early stopping: no improvement of val {params.metric} for {patience} epoch(s)")
+    state.epoch += 1
+    state.iteration = 0
+    state.epoch_loss_sum, state.epoch_examples = 0.0, 0
+    state.finished = early or state.global_step >= run.total_steps
+    run.meter.lap(state)
+    if improved:
+        _save(run, "best", with_training_state=False)  # before the epoch checkpoint that refers to it
+    _save(run, f"epoch{state.epoch}")
+    run.meter.last_save = time.monotonic()
+
+
+class _EvalStopped(Exception):
+    """A stop request arrived during evaluation."""
+
+
+def _evaluate(run: Run, split: batches.TokenizedSplit) -> dict[str, float] | None:
+    """Validation loss and metrics; None when a stop request came in ({} without val data)."""
+    if not len(split):
+        return {}
     try:
-        while not state.finished:
-            plan = sampler.rank_batches(state.epoch)
-            ddp.train()
-            stopping = rt.any_rank(interrupts.stop_requested() is not None)
-            accum = params.gradient_accumulation_steps
-            while state.iteration < len(plan) and state.global_step < total_steps and not stopping:
-                # one optimizer step over a group of up to `accum` batches, loss normalised by its weight
-                group = plan[state.iteration:state.iteration + accum]
-                group_weight = float(sum(class_weights[data.train.labels[i]] for idx in group for i in idx))
-                for n, idx in enumerate(group):
-                    batch = {k: v.to(rt.device, non_blocking=True)
-                             for k, v in batches.collate(data.train, idx, pad_id, multiple_of).items()}
-                    # DDP: all-reduce gradients only on the group's last batch
-                    skip_sync = rt.distributed and n < len(group) - 1
-                    with ddp.no_sync() if skip_sync else contextlib.nullcontext():
-                        with runtime.autocast(rt.device, precision):
-                            logits = ddp(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                        per_example = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
-                        weights = _example_weights(class_weights, batch["labels"])
-                        scaler.scale((per_example * weights).sum() / group_weight).backward()
-                    loss_acc += per_example.detach().sum()
-                    state.epoch_examples += len(idx)
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), params.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                samples = sum(len(idx) for idx in group) * rt.world_size
-                compute_samples += samples
-                state.iteration += len(group)
-                state.global_step += 1
-                state.samples_seen += samples
-                bar.update(1)
-                if rt.is_main and time.monotonic() - last_postfix > 2.0:
-                    last_postfix = time.monotonic()
-                    loss, lr = read_loss(), scheduler.get_last_lr()[0]
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_s():.1f}", refresh=False)
-                    if not interactive and time.monotonic() - last_line > 30.0:
-                        last_line = time.monotonic()
-                        say(f"step {state.global_step}/{total_steps} (epoch {state.epoch + 1}): loss {loss:.4f}, "
-                            f"lr {lr:.2e}, {samples_per_s():.1f} samples/s")
-                if rt.is_main and state.global_step % _LOG_EVERY_STEPS == 0:
-                    metric("step", state.global_step)
-                    metric("train_loss", read_loss())
-                    metric("learning_rate", scheduler.get_last_lr()[0])
-                stopping = rt.any_rank(interrupts.stop_requested() is not None)
-                epoch_ends = state.iteration >= len(plan) or state.global_step >= total_steps
-                if not stopping and not epoch_ends and _checkpoint_due(params, state.global_step, last_save):
-                    state.train_seconds += time.perf_counter() - loop_started
-                    loop_started = time.perf_counter()
-                    save("last")
-                    last_save = time.monotonic()
-            if stopping:
-                _stop(save, state, loop_started, publisher, interrupts.stop_requested() or "a stop request", say)
+        preds, loss, _ = _predict(run, split)
+    except _EvalStopped:
+        return None
+    scores = classification_metrics(split.labels, preds, run.label_names)
+    return {"val_loss": loss, "val_accuracy": scores["accuracy"], "val_macro_f1": scores["macro_f1"],
+            "val_weighted_f1": scores["weighted_f1"]}
 
-            # -- end of epoch (or of the step budget): evaluate, keep the best, maybe stop early ----
-            started = time.perf_counter()
-            result = _evaluate(model, data.val, data.labels, params, rt, precision, pad_id, multiple_of)
-            overhead += time.perf_counter() - started
-            if rt.any_rank(result is None):
-                _stop(save, state, loop_started, publisher, interrupts.stop_requested() or "a stop request", say)
-            entry = {"epoch": state.epoch + 1, "global_step": state.global_step,
-                     "train_loss": read_loss(), **(result or {})}
-            state.history.append(entry)
-            value = rt.from_main(result[f"val_{params.metric}"] if result and "val_loss" in result else None)
-            improved = value is None or state.best_value is None or value > state.best_value
-            if improved:
-                state.best_value, state.best_epoch, state.best_step = value, state.epoch + 1, state.global_step
-                state.epochs_without_improvement = 0
-            else:
-                state.epochs_without_improvement += 1
-            patience = params.early_stopping_patience
-            early = patience is not None and state.epochs_without_improvement >= patience
-            if rt.is_main:
-                for name in ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1"):
-                    if name in entry:
-                        metric(name, entry[name])
-                shown = f"val {params.metric} {value:.4f}" if value is not None else "no validation data"
-                say(f"epoch {state.epoch + 1}/{num_epochs}: train loss {entry['train_loss']:.4f}, {shown}"
-                    f"{' (best)' if improved else ''}")
-                if early:
-                    say(f"early stopping: no improvement of val {params.metric} for {patience} epoch(s)")
-            state.epoch += 1
-            state.iteration = 0
-            state.epoch_loss_sum, state.epoch_examples = 0.0, 0
-            state.finished = early or state.global_step >= total_steps
-            state.train_seconds += time.perf_counter() - loop_started
-            loop_started = time.perf_counter()
-            if improved:
-                save("best", with_training_state=False)  # before the epoch checkpoint that refers to it
-            save(f"epoch{state.epoch}")
-            last_save = time.monotonic()
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize(rt.device)
-        throughput = samples_per_s() if compute_samples else state.samples_per_s
-    except torch.cuda.OutOfMemoryError:
-        raise ModelError(f"CUDA out of memory with --batch-size {params.batch_size} and --max-length "
-                         f"{params.max_length}; lower one of them, or set gradient_checkpointing: true in "
-                         f"models_transformer.yaml") from None
-    finally:
-        bar.close()
-        if publisher is not None:
-            publisher.close(wait=True)
-    rt.barrier()
 
-    # -- the best model on val and test ---------------------------------------------------
-    best = checkpoint.open_checkpoint(storage, layout.checkpoint(slug, "best"), checkpoint.WEIGHT_FILES)
-    try:
-        if best.state["global_step"] != state.best_step:
-            caution(f"{storage.url(best.key)} is from step {best.state['global_step']}, the run's best was step "
-                    f"{state.best_step}; evaluating the checkpoint")
-        best.load_weights(model)
-    finally:
-        best.close()
+@torch.no_grad()
+def _predict(run: Run, split: batches.TokenizedSplit) -> tuple[np.ndarray, float, float]:
+    """Predicted ids, mean loss and samples/s over ``split`` (longest batches first)."""
+    model, rt = run.model, run.rt
+    model.eval()
+    preds = np.zeros(len(split), dtype=np.int64)
+    loss_sum = 0.0
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize(rt.device)
+    start = time.perf_counter()
+    for idx in batches.eval_batches(split, _eval_batch_size(run.params)):
+        if interrupts.stop_requested():
+            raise _EvalStopped
+        batch = {k: v.to(rt.device) for k, v in batches.collate(split, idx, run.pad_id, run.multiple_of).items()}
+        with runtime.autocast(rt.device, run.precision):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+        preds[idx] = logits.argmax(-1).cpu().numpy()
+    seconds = time.perf_counter() - start
+    model.train()
+    return preds, loss_sum / max(len(split), 1), len(split) / seconds if seconds else 0.0
+
+
+def _eval_batch_size(params: TransformerParams) -> int:
+    return params.eval_batch_size or 2 * params.batch_size
+
+
+# -- 4. checkpoints ------------------------------------------------------------------------------------------
+def _save(run: Run, tag: str, with_training_state: bool = True) -> None:
+    """Hand ``<slug>-<tag>`` to the publisher (main process); every process brings its loss and speed up to date."""
+    state = run.state
+    run.read_loss()
+    if run.meter.compute_samples:
+        state.samples_per_s = run.meter.samples_per_s()
+    if run.checkpoints is None:
+        return
+    started = time.perf_counter()
+    meta = {"tag": tag, "model_name": run.params.model_name, "model_identity": run.identity.identity,
+            "model_revision": run.identity.revision, "labels": run.label_names,
+            "params": run.params.model_dump(mode="json"), "seed": run.seed, "epoch": state.epoch,
+            "iteration": state.iteration, "global_step": state.global_step, "world_size": run.rt.world_size,
+            "run_id": run.project.run_id, "train_state": asdict(state)}
+    training = (run.optimizer, run.scheduler, run.scaler) if with_training_state else ()
+    if tag.startswith("step"):
+        run.checkpoints.save_step(state.global_step, run.model, meta, *training)
+    else:
+        run.checkpoints.save(tag, run.model, meta, *training)
+    run.meter.overhead += time.perf_counter() - started
+
+
+# -- 5. finish: the best model on val and test, final model, metrics, manifest ------------------------------
+def _finish(run: Run) -> dict[str, Any]:
+    project, rt, state, params, slug = run.project, run.rt, run.state, run.params, run.slug
+    _load_best(run)
     splits: dict[str, dict[str, Any]] = {}
     speed = 0.0
-    for name, split in (("val", data.val), ("test", data.test)):
+    for name, split in (("val", run.data.val), ("test", run.data.test)):
         if len(split):
-            preds, _, speed_ = _predict(model, split, _eval_batch_size(params), rt, precision, pad_id, multiple_of)
-            splits[name] = classification_metrics(split.labels, preds, label_names)
-            speed = speed_  # the test split's when there is one
+            preds, _, speed = _predict(run, split)  # the test split's speed when there is one
+            splits[name] = classification_metrics(split.labels, preds, run.label_names)
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")
     record = metrics_record(
-        params.model_name, "transformer", label_names, splits, project.run_id, state.train_seconds, speed,
-        slug=slug, train_samples_per_s=round(throughput, 2), peak_memory_mb=round(runtime.peak_memory_mb(rt.device), 1),
-        num_parameters=sum(p.numel() for p in model.parameters()), precision=precision, device=rt.describe(),
-        world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
-        train_samples=state.samples_seen,
-        best_epoch=state.best_epoch, seed=seed, history=state.history, params=params.model_dump(mode="json"),
+        params.model_name, "transformer", run.label_names, splits, project.run_id, state.train_seconds, speed,
+        slug=slug, train_samples_per_s=round(run.throughput, 2),
+        peak_memory_mb=round(runtime.peak_memory_mb(rt.device), 1),
+        num_parameters=sum(p.numel() for p in run.model.parameters()), precision=run.precision,
+        device=rt.describe(), world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
+        train_samples=state.samples_seen, best_epoch=state.best_epoch, seed=run.seed, history=state.history,
+        params=params.model_dump(mode="json"),
     )
     if rt.is_main:
-        artifacts.save_final_model(storage, slug, model, tokenizer, label_names, params.model_name, params.max_length)
-        artifacts.write_results(project, slug, record, data.keys,
+        place = project.outputs.final_model(slug)
+        hashes = artifacts.save_final_model(place, run.model, run.tokenizer, run.label_names, params.model_name,
+                                            params.max_length,
+                                            name=artifacts.output_name(project, place.storage, place.key))
+        artifacts.write_results(project, slug, record, run.data.keys,
                                 extra={"params": params.model_dump(mode="json"), "model": params.model_name,
-                                       "lineage": state.lineage})
+                                       "model_identity": run.identity.identity,
+                                       "model_revision": run.identity.revision, "lineage": state.lineage},
+                                output_hashes=hashes)
         for name in ("accuracy", "macro_f1"):
             metric(f"test_{name}" if "test" in splits else f"val_{name}", record[name])
-        metric("train_samples_per_s", throughput)
-        say(f"{params.model_name}: test accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f} "
-            f"(best epoch {state.best_epoch}); model in {storage.url(layout.final_model(slug))}")
+        metric("train_samples_per_s", run.throughput)
+        run.say(f"{params.model_name}: test accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f} "
+                f"(best epoch {state.best_epoch}); model in {place.url()}")
     rt.barrier()
     return record
 
 
-# -- helpers, in the order the loop uses them ------------------------------------------------
+def _load_best(run: Run) -> None:
+    """Put the ``-best`` checkpoint's weights into the model; a missing or damaged one is a ModelError."""
+    places = run.project.outputs.checkpoints
+    key = run.project.outputs.checkpoint(run.slug, "best")
+    fix = ("so there is no best model to evaluate and save; pass --resume never to train again (the other "
+           "checkpoints are kept until the new run replaces them)")
+    if not places.storage.exists(key):
+        raise ModelError(f"the best checkpoint {places.storage.url(key)} is missing, {fix}")
+    try:
+        best = checkpoint.open_checkpoint(places.storage, key, checkpoint.WEIGHT_FILES)
+    except checkpoint.InvalidCheckpoint as exc:
+        raise ModelError(f"the best checkpoint {places.storage.url(key)} cannot be used ({exc}), {fix}") from None
+    try:
+        if best.state["global_step"] != run.state.best_step:
+            run.caution(f"{places.storage.url(best.key)} is from step {best.state['global_step']}, the run's best "
+                        f"was step {run.state.best_step}; evaluating the checkpoint")
+        best.load_weights(run.model)
+    finally:
+        best.close()
+
+
+# -- helpers, in the order the steps use them ---------------------------------------------------------------
 def _check_compatible(point: checkpoint.LocalCheckpoint, where: str, label_names: list[str],
-                      source: models.ModelSource) -> None:
+                      source: models.ModelSource, identity: models.ModelIdentity,
+                      caution: Callable[[str], None]) -> None:
     state = point.state
     fix = "pass --resume never to train from scratch (its checkpoints replace these), or use another --root"
     if state.get("labels") != label_names:
         point.close()
         raise ModelError(f"checkpoint {where} was trained on labels {state.get('labels')} but "
                          f"data/processed/labels.json has {label_names}; {fix}")
-    if state.get("model_identity") != source.identity:
+    if not models.same_model(state.get("model_identity"), identity):
         point.close()
         raise ModelError(f"checkpoint {where} was trained from model '{state.get('model_name')}', not "
                          f"'{source.name}'; {fix}")
+    saved_revision = state.get("model_revision")
+    if saved_revision and identity.revision and saved_revision != identity.revision:
+        caution(f"checkpoint {where} started from revision {saved_revision} of '{source.name}', the cache has "
+                f"{identity.revision}; the checkpoint's weights are used")
 
 
 def _params_from_checkpoint(state: dict[str, Any], params: TransformerParams, seed: int,
-                            caution: Any) -> tuple[TransformerParams, int]:
+                            caution: Callable[[str], None]) -> tuple[TransformerParams, int]:
     """The checkpoint's seed and run-shaping params win over the config, with a warning each."""
     saved = state["params"]
     current = params.model_dump(mode="json")
@@ -487,66 +663,3 @@ def _optimizer(model: torch.nn.Module, params: TransformerParams, device: torch.
             (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=params.learning_rate, fused=device.type == "cuda")
-
-
-def _checkpoint_due(params: TransformerParams, step: int, last_save: float) -> bool:
-    every = params.checkpoint
-    if every.every_steps and step % every.every_steps == 0:
-        return True
-    return bool(every.every_minutes) and time.monotonic() - last_save >= every.every_minutes * 60
-
-
-def _stop(save: Any, state: TrainState, loop_started: float, publisher: FolderPublisher | None, reason: str,
-          say: Any) -> None:
-    """Save ``-last`` at the current step boundary, wait for the upload, raise Interrupted."""
-    state.train_seconds += time.perf_counter() - loop_started
-    save("last")
-    if publisher is not None:
-        publisher.wait()
-    say(f"{reason}: checkpoint saved at step {state.global_step}; rerun the same command to resume")
-    raise Interrupted(f"{reason} at step {state.global_step}; checkpoint saved, rerun the same command to resume")
-
-
-def _eval_batch_size(params: TransformerParams) -> int:
-    return params.eval_batch_size or 2 * params.batch_size
-
-
-@torch.no_grad()
-def _predict(model: torch.nn.Module, split: batches.TokenizedSplit, batch_size: int, rt: runtime.Runtime,
-             precision: str, pad_id: int, multiple_of: int) -> tuple[np.ndarray, float, float]:
-    """Predicted ids, mean loss and samples/s over ``split`` (longest batches first)."""
-    model.eval()
-    preds = np.zeros(len(split), dtype=np.int64)
-    loss_sum = 0.0
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize(rt.device)
-    start = time.perf_counter()
-    for idx in batches.eval_batches(split, batch_size):
-        if interrupts.stop_requested():
-            raise _EvalStopped
-        batch = {k: v.to(rt.device) for k, v in batches.collate(split, idx, pad_id, multiple_of).items()}
-        with runtime.autocast(rt.device, precision):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
-        preds[idx] = logits.argmax(-1).cpu().numpy()
-    seconds = time.perf_counter() - start
-    model.train()
-    return preds, loss_sum / max(len(split), 1), len(split) / seconds if seconds else 0.0
-
-
-class _EvalStopped(Exception):
-    """A stop request arrived during evaluation."""
-
-
-def _evaluate(model: torch.nn.Module, split: batches.TokenizedSplit, label_names: list[str], params: TransformerParams,
-              rt: runtime.Runtime, precision: str, pad_id: int, multiple_of: int) -> dict[str, float] | None:
-    """Validation loss and metrics; None when there is no val data or a stop request came in."""
-    if not len(split):
-        return {}
-    try:
-        preds, loss, _ = _predict(model, split, _eval_batch_size(params), rt, precision, pad_id, multiple_of)
-    except _EvalStopped:
-        return None
-    scores = classification_metrics(split.labels, preds, label_names)
-    return {"val_loss": loss, "val_accuracy": scores["accuracy"], "val_macro_f1": scores["macro_f1"],
-            "val_weighted_f1": scores["weighted_f1"]}
