@@ -8,6 +8,7 @@ report renders wherever the root is synced to.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import time
 from typing import Any, Sequence
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from multitype import layout
+from multitype.data.publish import read_current
 from multitype.errors import UserError
 from multitype.figures import plt, save_figure
 from multitype.manifest import write_manifest
@@ -198,8 +200,9 @@ def build_report(project: Project) -> str:
              f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by run `{project.run_id}` "
              f"from {len(records)} model(s).", ""]
     lines += _results_section(records)
-    if storage.exists(layout.AUDIT) or storage.listdir(layout.FIGURES_DATA):
-        lines += _audit_section(storage.read_json(layout.AUDIT)) if storage.exists(layout.AUDIT) else ["## Data", ""]
+    audit = read_current(storage, layout.AUDIT)  # the committed set, even after a prepare cut short
+    if audit is not None or storage.listdir(layout.FIGURES_DATA):
+        lines += _audit_section(json.loads(audit)) if audit is not None else ["## Data", ""]
         lines += _data_figures(storage)
     lines += ["## Sources", ""]
     lines += [f"- [{key}]({_link(key)})" for kind in KINDS for key in [*metrics_keys(storage, kind), KINDS[kind][1]]
@@ -207,7 +210,7 @@ def build_report(project: Project) -> str:
     storage.write_text(layout.REPORT, "\n".join(lines).rstrip() + "\n")
     outputs.append(layout.REPORT)
     inputs = [key for kind in KINDS for key in metrics_keys(storage, kind)]
-    if storage.exists(layout.AUDIT):
+    if audit is not None:
         inputs.append(layout.AUDIT)
     write_manifest(project, inputs=inputs, outputs=outputs, extra={"models": [r["model"] for r in records]})
     return layout.REPORT
