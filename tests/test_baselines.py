@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -111,6 +112,69 @@ def test_fast_tfidf_falls_back_for_tokens_with_spaces() -> None:
     a, b = ours.fit_transform(texts), ref.fit_transform(texts)
     assert ours.vocabulary_ == ref.vocabulary_
     assert np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize(("version", "fast"), [
+    ("1.4.2", False), ("1.5.0", True), ("1.9.1", True), ("1.9.dev0", True), ("1.10.0", False), ("2.0.1", False),
+    ("nightly", False)])
+def test_fast_counting_only_on_the_tested_scikit_learn_releases(version: str, fast: bool) -> None:
+    assert tfidf.TESTED_SKLEARN == ((1, 5), (1, 9))  # the range pyproject.toml's comment and the README give
+    assert tfidf.fast_counting_supported(version) is fast
+    assert (tfidf.fallback_notice(version) is None) is fast
+    assert tfidf.fast_counting_supported() and tfidf.fallback_notice() is None  # the installed release
+
+
+def test_fast_tfidf_outside_the_tested_range_is_the_stock_vectorizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sklearn
+
+    params = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "dtype": np.float32}
+    texts = _texts()
+    fast = FastTfidfVectorizer(**params)
+    x_fast = fast.fit_transform(texts[:300])
+    monkeypatch.setattr(sklearn, "__version__", "1.4.2")  # as the version check reads it
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fast counting ran outside the tested range")
+
+    for hook in ("_count_vocab_fast", "_limit_features_fast", "_sort_features_fast"):
+        monkeypatch.setattr(FastTfidfVectorizer, hook, refuse)
+    stock = FastTfidfVectorizer(**params)
+    with pytest.warns(tfidf.TfidfFallbackWarning) as caught:
+        x_stock = stock.fit_transform(texts[:300])
+    assert [str(w.message) for w in caught] == [
+        "scikit-learn 1.4.2 is outside the range the fast TF-IDF is tested on (1.5-1.9); using the stock vectorizer"]
+    with pytest.warns(tfidf.TfidfFallbackWarning):
+        FastTfidfVectorizer(**params).fit(texts[:300])
+    # both paths: the same vocabulary, idf and matrices, on fit and on transform
+    assert stock.vocabulary_ == fast.vocabulary_ and np.array_equal(stock.idf_, fast.idf_)
+    assert x_stock.dtype == x_fast.dtype == np.float32
+    assert (abs(x_stock - x_fast) > 0).nnz == 0 and x_stock.nnz == x_fast.nnz
+    unseen = texts[300:]
+    assert (abs(stock.transform(unseen) - fast.transform(unseen)) > 0).nnz == 0
+    # a model saved on a tested release loads and transforms on the other one
+    back = pickle.loads(pickle.dumps(fast))
+    assert back.vocabulary_ == fast.vocabulary_ and (back.transform(unseen) != fast.transform(unseen)).nnz == 0
+
+
+def test_train_baseline_outside_the_tested_range_says_so_in_one_line(tmp_path: Path, small_prepared, cli,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sklearn
+
+    src, configs = small_prepared
+    fast_root = copy_root(src, tmp_path / "fast")
+    assert cli("train", "baseline", "--models", "logreg", "--root", fast_root, "--config-dir", configs).exit_code == 0
+    monkeypatch.setattr(sklearn, "__version__", "1.4.2")
+    root = copy_root(src, tmp_path / "stock")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tfidf.TfidfFallbackWarning)  # shown as the note, not as a warning too
+        res = cli("train", "baseline", "--models", "logreg", "--root", root, "--config-dir", configs)
+    assert res.exit_code == 0, res.stderr
+    notes = [line for line in res.stderr.splitlines() if "fast TF-IDF" in line]
+    assert notes == ["note: scikit-learn 1.4.2 is outside the range the fast TF-IDF is tested on (1.5-1.9); "
+                     "using the stock vectorizer"]
+    stock, fast = (json.loads((r / layout.baseline_metrics("logreg")).read_text()) for r in (root, fast_root))
+    assert stock["num_features"] == fast["num_features"] and stock["accuracy"] == fast["accuracy"]
+    assert stock["confusion_matrix"] == fast["confusion_matrix"]
 
 
 def test_fast_tfidf_saves_vocabulary_compactly() -> None:
