@@ -23,7 +23,7 @@ from multitype.evaluate import SUMMARY_COLUMNS
 from multitype.predictor import MODEL_JSON, SKOPS_FILE, TRUSTED_TYPES, load_predictor, load_sklearn_pipeline
 from multitype import tfidf
 from multitype.tfidf import FastTfidfVectorizer
-from tests.bbc_processed import copy_root, processed_root, trained_root
+from tests.bbc_processed import copy_root, trained_root
 from tests.conftest import bbc_data_dir, make_bbc_subset, write_configs
 
 METRIC_KEYS = {"model", "split", "accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "labels",
@@ -76,6 +76,7 @@ def test_fast_tfidf_equals_sklearn(params: dict) -> None:
     assert ta[len(test) - 2].nnz == 0  # only unseen terms
 
 
+@pytest.mark.slow  # starts worker processes: 6-17 s on 2 shared cores
 @pytest.mark.parametrize("params", [
     {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "dtype": np.float32},
     {"ngram_range": (1, 3), "min_df": 3, "max_df": 0.9, "strip_accents": "unicode"},
@@ -190,7 +191,8 @@ def test_fast_tfidf_saves_vocabulary_compactly() -> None:
     assert (back.transform(sample) != vec.transform(sample)).nnz == 0
 
 
-# --- training on the real data ------------------------------------------------------------
+# --- training on the real data (slow: the shared fixture trains on all of BBC News, ~13 s) -----
+@pytest.mark.slow
 def test_both_baselines_reach_095_on_bbc(trained: tuple[Path, Path]) -> None:
     root, _ = trained
     labels = json.loads((root / layout.LABELS).read_text())
@@ -220,6 +222,7 @@ def test_both_baselines_reach_095_on_bbc(trained: tuple[Path, Path]) -> None:
     assert len(run_ids) == 1  # one run trained both
 
 
+@pytest.mark.slow
 def test_summary_csv_and_manifest(trained: tuple[Path, Path]) -> None:
     root, _ = trained
     with open(root / layout.BASELINE_SUMMARY, newline="") as fh:
@@ -239,6 +242,7 @@ def test_summary_csv_and_manifest(trained: tuple[Path, Path]) -> None:
     assert manifest["config"]["baseline"]["models"]["logreg"]["solver"] == "newton-cg"
 
 
+@pytest.mark.slow
 def test_saved_pipelines_round_trip_without_pickle(trained: tuple[Path, Path]) -> None:
     root, _ = trained
     test = pd.read_csv(root / layout.processed_split("test", 4), dtype=str, keep_default_na=False)
@@ -258,6 +262,7 @@ def test_saved_pipelines_round_trip_without_pickle(trained: tuple[Path, Path]) -
         assert np.allclose(scores.sum(axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_untrusted_types_are_refused(tmp_path: Path, trained: tuple[Path, Path], cli) -> None:
     root, configs = trained
     folder = copy_root(root / layout.final_model("logreg"), tmp_path / "tampered")
@@ -320,9 +325,3 @@ def test_failed_run_keeps_previous_results(tmp_path: Path, small_prepared, cli) 
     assert res.exit_code == 2 and "weather" in res.stderr and "test_4class.csv" in res.stderr
     after = {p: p.read_bytes() for p in before if p.exists()}
     assert after == before
-
-
-def test_processed_fixture_is_the_real_prepare(tmp_path_factory: pytest.TempPathFactory) -> None:
-    root, _ = processed_root(tmp_path_factory)
-    audit = json.loads((root / layout.AUDIT).read_text())
-    assert audit["exact_duplicates"]["groups"] > 0 and audit["labels"] == LABELS
