@@ -120,6 +120,8 @@ def test_fast_tfidf_falls_back_for_tokens_with_spaces() -> None:
     ("nightly", False)])
 def test_fast_counting_only_on_the_tested_scikit_learn_releases(version: str, fast: bool) -> None:
     assert tfidf.TESTED_SKLEARN == ((1, 5), (1, 9))  # the range pyproject.toml's comment and the README give
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"scikit-learn>=1.5",' in pyproject  # no release below the tested range
     assert tfidf.fast_counting_supported(version) is fast
     assert (tfidf.fallback_notice(version) is None) is fast
     assert tfidf.fast_counting_supported() and tfidf.fallback_notice() is None  # the installed release
@@ -164,14 +166,14 @@ def test_train_baseline_outside_the_tested_range_says_so_in_one_line(tmp_path: P
     src, configs = small_prepared
     fast_root = copy_root(src, tmp_path / "fast")
     assert cli("train", "baseline", "--models", "logreg", "--root", fast_root, "--config-dir", configs).exit_code == 0
-    monkeypatch.setattr(sklearn, "__version__", "1.4.2")
+    monkeypatch.setattr(sklearn, "__version__", "1.10.0")  # a release after the tested ones
     root = copy_root(src, tmp_path / "stock")
     with warnings.catch_warnings():
         warnings.simplefilter("error", tfidf.TfidfFallbackWarning)  # shown as the note, not as a warning too
         res = cli("train", "baseline", "--models", "logreg", "--root", root, "--config-dir", configs)
     assert res.exit_code == 0, res.stderr
     notes = [line for line in res.stderr.splitlines() if "fast TF-IDF" in line]
-    assert notes == ["note: scikit-learn 1.4.2 is outside the range the fast TF-IDF is tested on (1.5-1.9); "
+    assert notes == ["note: scikit-learn 1.10.0 is outside the range the fast TF-IDF is tested on (1.5-1.9); "
                      "using the stock vectorizer"]
     stock, fast = (json.loads((r / layout.baseline_metrics("logreg")).read_text()) for r in (root, fast_root))
     assert stock["num_features"] == fast["num_features"] and stock["accuracy"] == fast["accuracy"]
