@@ -50,7 +50,7 @@ _LENGTHS = "_vocabulary_lengths"
 _MIN_DOCS_PER_JOB = 1_000
 _CHUNKS_PER_JOB = 2  # a little load balancing on a shared machine
 # (first, last) scikit-learn minor release the fast counting is tested on, both included:
-# tests/test_baselines.py on the installed one; benchmarks/README.md lists the others tried
+# tests/test_baselines.py on the installed one; README.md (Tests and benchmarks) lists the others tried
 TESTED_SKLEARN: tuple[tuple[int, int], tuple[int, int]] = ((1, 5), (1, 9))
 
 
@@ -221,8 +221,6 @@ class FastTfidfVectorizer(TfidfVectorizer):
         self.n_jobs = n_jobs
 
     # -- counting -------------------------------------------------------------------
-    # Each private hook checks the version first and otherwise passes its arguments on
-    # untouched, so a release that changed the hook's signature still gets its own code.
     def fit(self, raw_documents: Iterable[Any], y: Any = None) -> "FastTfidfVectorizer":
         """Learn the vocabulary and idf (see ``TfidfVectorizer.fit``)."""
         self._warn_if_stock()
@@ -239,6 +237,8 @@ class FastTfidfVectorizer(TfidfVectorizer):
         if notice:
             warnings.warn(notice, TfidfFallbackWarning, stacklevel=3)
 
+    # Each private hook checks the version first and otherwise passes its arguments on
+    # untouched, so a release that changed the hook's signature still gets its own code.
     def _count_vocab(self, *args: Any, **kwargs: Any) -> tuple[dict[str, int], Any]:
         if not fast_counting_supported():
             return super()._count_vocab(*args, **kwargs)
