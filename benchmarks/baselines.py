@@ -31,7 +31,7 @@ is recorded too. CPU seconds are recorded for the main process and, separately,
 for the tokenising worker processes (needs psutil): on a shared machine they
 move less than wall time.
 Results go to ``benchmarks/results/baselines.json``. ``--quick`` (or ``--docs N``)
-runs a smaller corpus that finishes in about ten minutes on 2 shared cores; the
+runs a smaller corpus (30,000 documents: 6-7 minutes on 2 shared cores); the
 size is in the JSON (``data``) and the 30 s target is assessed only at 120,000.
 """
 
@@ -190,7 +190,7 @@ def ablation(splits: dict[str, tuple[list[str], list[str]]], repeats: int, seed:
     from multitype.tfidf import FastTfidfVectorizer, fast_counting_supported
 
     assert fast_counting_supported(), "the fast counting is off on this scikit-learn: nothing to ablate"
-    vectorizers = {  # name -> (vectorizer, dtype, unfitted)
+    vectorizers = {  # "<vectorizer>/<dtype>" -> an unfitted vectorizer (cloned for each fit)
         "stock/float64": TfidfVectorizer(**TFIDF_PARAMS),
         "stock/float32": TfidfVectorizer(dtype=np.float32, **TFIDF_PARAMS),
         "fast/float64": FastTfidfVectorizer(n_jobs=-1, **TFIDF_PARAMS),
