@@ -26,6 +26,7 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/baselines.py
 
 clean:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from multitype.evaluate import SUMMARY_COLUMNS
 from multitype.predictor import MODEL_JSON, SKOPS_FILE, TRUSTED_TYPES, load_predictor, load_sklearn_pipeline
 from multitype import tfidf
 from multitype.tfidf import FastTfidfVectorizer
-from tests.bbc_processed import copy_root, processed_root, trained_root
+from tests.bbc_processed import copy_root, trained_root
 from tests.conftest import bbc_data_dir, make_bbc_subset, write_configs
 
 METRIC_KEYS = {"model", "split", "accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "labels",
@@ -75,6 +76,7 @@ def test_fast_tfidf_equals_sklearn(params: dict) -> None:
     assert ta[len(test) - 2].nnz == 0  # only unseen terms
 
 
+@pytest.mark.slow  # starts worker processes: 6-17 s on 2 shared cores
 @pytest.mark.parametrize("params", [
     {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "dtype": np.float32},
     {"ngram_range": (1, 3), "min_df": 3, "max_df": 0.9, "strip_accents": "unicode"},
@@ -113,6 +115,71 @@ def test_fast_tfidf_falls_back_for_tokens_with_spaces() -> None:
     assert np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data)
 
 
+@pytest.mark.parametrize(("version", "fast"), [
+    ("1.4.2", False), ("1.5.0", True), ("1.9.1", True), ("1.9.dev0", True), ("1.10.0", False), ("2.0.1", False),
+    ("nightly", False)])
+def test_fast_counting_only_on_the_tested_scikit_learn_releases(version: str, fast: bool) -> None:
+    assert tfidf.TESTED_SKLEARN == ((1, 5), (1, 9))  # the range pyproject.toml's comment and the README give
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"scikit-learn>=1.5",' in pyproject  # no release below the tested range
+    assert tfidf.fast_counting_supported(version) is fast
+    assert (tfidf.fallback_notice(version) is None) is fast
+    assert tfidf.fast_counting_supported() and tfidf.fallback_notice() is None  # the installed release
+
+
+def test_fast_tfidf_outside_the_tested_range_is_the_stock_vectorizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sklearn
+
+    params = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "dtype": np.float32}
+    texts = _texts()
+    fast = FastTfidfVectorizer(**params)
+    x_fast = fast.fit_transform(texts[:300])
+    monkeypatch.setattr(sklearn, "__version__", "1.4.2")  # as the version check reads it
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fast counting ran outside the tested range")
+
+    for hook in ("_count_vocab_fast", "_limit_features_fast", "_sort_features_fast"):
+        monkeypatch.setattr(FastTfidfVectorizer, hook, refuse)
+    stock = FastTfidfVectorizer(**params)
+    with pytest.warns(tfidf.TfidfFallbackWarning) as caught:
+        x_stock = stock.fit_transform(texts[:300])
+    assert [str(w.message) for w in caught] == [
+        "scikit-learn 1.4.2 is outside the range the fast TF-IDF is tested on (1.5-1.9); using the stock vectorizer"]
+    with pytest.warns(tfidf.TfidfFallbackWarning):
+        FastTfidfVectorizer(**params).fit(texts[:300])
+    # both paths: the same vocabulary, idf and matrices, on fit and on transform
+    assert stock.vocabulary_ == fast.vocabulary_ and np.array_equal(stock.idf_, fast.idf_)
+    assert x_stock.dtype == x_fast.dtype == np.float32
+    assert (abs(x_stock - x_fast) > 0).nnz == 0 and x_stock.nnz == x_fast.nnz
+    unseen = texts[300:]
+    assert (abs(stock.transform(unseen) - fast.transform(unseen)) > 0).nnz == 0
+    # a model saved on a tested release loads and transforms on the other one
+    back = pickle.loads(pickle.dumps(fast))
+    assert back.vocabulary_ == fast.vocabulary_ and (back.transform(unseen) != fast.transform(unseen)).nnz == 0
+
+
+def test_train_baseline_outside_the_tested_range_says_so_in_one_line(tmp_path: Path, small_prepared, cli,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sklearn
+
+    src, configs = small_prepared
+    fast_root = copy_root(src, tmp_path / "fast")
+    assert cli("train", "baseline", "--models", "logreg", "--root", fast_root, "--config-dir", configs).exit_code == 0
+    monkeypatch.setattr(sklearn, "__version__", "1.10.0")  # a release after the tested ones
+    root = copy_root(src, tmp_path / "stock")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tfidf.TfidfFallbackWarning)  # shown as the note, not as a warning too
+        res = cli("train", "baseline", "--models", "logreg", "--root", root, "--config-dir", configs)
+    assert res.exit_code == 0, res.stderr
+    notes = [line for line in res.stderr.splitlines() if "fast TF-IDF" in line]
+    assert notes == ["note: scikit-learn 1.10.0 is outside the range the fast TF-IDF is tested on (1.5-1.9); "
+                     "using the stock vectorizer"]
+    stock, fast = (json.loads((r / layout.baseline_metrics("logreg")).read_text()) for r in (root, fast_root))
+    assert stock["num_features"] == fast["num_features"] and stock["accuracy"] == fast["accuracy"]
+    assert stock["confusion_matrix"] == fast["confusion_matrix"]
+
+
 def test_fast_tfidf_saves_vocabulary_compactly() -> None:
     vec = FastTfidfVectorizer(ngram_range=(1, 2), min_df=2).fit(_texts())
     data = sio.dumps(vec)
@@ -126,7 +193,8 @@ def test_fast_tfidf_saves_vocabulary_compactly() -> None:
     assert (back.transform(sample) != vec.transform(sample)).nnz == 0
 
 
-# --- training on the real data ------------------------------------------------------------
+# --- training on the real data (slow: the shared fixture trains on all of BBC News, ~13 s) -----
+@pytest.mark.slow
 def test_both_baselines_reach_095_on_bbc(trained: tuple[Path, Path]) -> None:
     root, _ = trained
     labels = json.loads((root / layout.LABELS).read_text())
@@ -156,6 +224,7 @@ def test_both_baselines_reach_095_on_bbc(trained: tuple[Path, Path]) -> None:
     assert len(run_ids) == 1  # one run trained both
 
 
+@pytest.mark.slow
 def test_summary_csv_and_manifest(trained: tuple[Path, Path]) -> None:
     root, _ = trained
     with open(root / layout.BASELINE_SUMMARY, newline="") as fh:
@@ -175,6 +244,7 @@ def test_summary_csv_and_manifest(trained: tuple[Path, Path]) -> None:
     assert manifest["config"]["baseline"]["models"]["logreg"]["solver"] == "newton-cg"
 
 
+@pytest.mark.slow
 def test_saved_pipelines_round_trip_without_pickle(trained: tuple[Path, Path]) -> None:
     root, _ = trained
     test = pd.read_csv(root / layout.processed_split("test", 4), dtype=str, keep_default_na=False)
@@ -194,6 +264,7 @@ def test_saved_pipelines_round_trip_without_pickle(trained: tuple[Path, Path]) -
         assert np.allclose(scores.sum(axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_untrusted_types_are_refused(tmp_path: Path, trained: tuple[Path, Path], cli) -> None:
     root, configs = trained
     folder = copy_root(root / layout.final_model("logreg"), tmp_path / "tampered")
@@ -256,9 +327,3 @@ def test_failed_run_keeps_previous_results(tmp_path: Path, small_prepared, cli) 
     assert res.exit_code == 2 and "weather" in res.stderr and "test_4class.csv" in res.stderr
     after = {p: p.read_bytes() for p in before if p.exists()}
     assert after == before
-
-
-def test_processed_fixture_is_the_real_prepare(tmp_path_factory: pytest.TempPathFactory) -> None:
-    root, _ = processed_root(tmp_path_factory)
-    audit = json.loads((root / layout.AUDIT).read_text())
-    assert audit["exact_duplicates"]["groups"] > 0 and audit["labels"] == LABELS

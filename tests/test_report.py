@@ -36,6 +36,7 @@ def _assert_png(path: Path) -> None:
     assert image.shape[0] > 200 and image.shape[1] > 200
 
 
+@pytest.mark.slow  # the trained BBC root: ~13 s once a session
 def test_report_files(root: tuple[Path, Path], cli) -> None:
     root, configs = root
     (root / layout.BASELINE_SUMMARY).unlink()  # rebuilt from the metrics files
@@ -73,6 +74,7 @@ def test_report_files(root: tuple[Path, Path], cli) -> None:
     assert layout.baseline_metrics("logreg") in manifest["inputs"] and layout.AUDIT in manifest["inputs"]
 
 
+@pytest.mark.slow  # the trained BBC root: ~13 s once a session
 def test_report_is_rebuilt_when_results_change(root: tuple[Path, Path], cli) -> None:
     root, configs = root
     assert cli("report", "--root", root, "--config-dir", configs).exit_code == 0
@@ -82,6 +84,7 @@ def test_report_is_rebuilt_when_results_change(root: tuple[Path, Path], cli) -> 
     assert "`linear_svm`" not in (root / layout.REPORT).read_text()
 
 
+@pytest.mark.slow  # the trained BBC root: ~13 s once a session
 def test_report_without_data_audit(tmp_path: Path, root: tuple[Path, Path], cli) -> None:
     src, configs = root
     bare = tmp_path / "bare"

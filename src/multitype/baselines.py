@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -34,7 +35,7 @@ from multitype.manifest import write_manifest
 from multitype.predictor import save_sklearn_model
 from multitype.project import Project
 from multitype.results import write_summary
-from multitype.tfidf import FastTfidfVectorizer
+from multitype.tfidf import FastTfidfVectorizer, TfidfFallbackWarning, fallback_notice
 
 MODEL_NAMES: tuple[str, ...] = layout.BASELINE_NAMES
 
@@ -136,9 +137,14 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
     trained: dict[str, tuple[Pipeline, dict[str, Any]]] = {}
     with _progress(console) as progress:
         task = progress.add_task("TF-IDF features", total=len(names) + 1)
+        notice = fallback_notice()
+        if notice:  # one line here instead of the vectorizer's warning
+            console.print(f"note: {notice}", markup=False, highlight=False)
         start, cpu_start = time.perf_counter(), time.process_time()
         vectorizer = build_vectorizer(config.tfidf)
-        x_train = vectorizer.fit_transform(train_texts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TfidfFallbackWarning)
+            x_train = vectorizer.fit_transform(train_texts)
         vectorizer_seconds = time.perf_counter() - start
         vectorizer_cpu = time.process_time() - cpu_start
         start = time.perf_counter()

@@ -18,10 +18,20 @@ to the storage order of each row, as scikit-learn's ``TfidfVectorizer``
   two numpy arrays (UTF-8 bytes and term lengths) rather than a dict, which
   skops would write as one JSON node per term. The fitted object holds no pool
   or worker: ``n_jobs`` is a plain integer.
+
+The fast counting replaces three private hooks of scikit-learn's
+``CountVectorizer`` (``_count_vocab``, ``_limit_features``, ``_sort_features``),
+whose contracts change between releases (1.4's ``_limit_features`` returned a
+pair). It runs only on the scikit-learn releases it is tested on,
+:data:`TESTED_SKLEARN`; on any other release each hook hands over to
+scikit-learn's own, with a :class:`TfidfFallbackWarning` at fit time, so the
+class still works (and saved models still load), at the stock speed.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from array import array
 from collections import defaultdict
 from itertools import pairwise
@@ -39,6 +49,34 @@ _LENGTHS = "_vocabulary_lengths"
 # below this many documents per worker, starting processes costs more than it saves
 _MIN_DOCS_PER_JOB = 1_000
 _CHUNKS_PER_JOB = 2  # a little load balancing on a shared machine
+# (first, last) scikit-learn minor release the fast counting is tested on, both included:
+# tests/test_baselines.py on the installed one; README.md (Tests and benchmarks) lists the others tried
+TESTED_SKLEARN: tuple[tuple[int, int], tuple[int, int]] = ((1, 5), (1, 9))
+
+
+class TfidfFallbackWarning(UserWarning):
+    """The installed scikit-learn is outside :data:`TESTED_SKLEARN`: the stock counting runs."""
+
+
+def _minor(version: str) -> tuple[int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def fast_counting_supported(version: str | None = None) -> bool:
+    """Whether the fast counting runs on scikit-learn ``version`` (default: the installed one)."""
+    minor = _minor(sklearn.__version__ if version is None else version)
+    return minor is not None and TESTED_SKLEARN[0] <= minor <= TESTED_SKLEARN[1]
+
+
+def fallback_notice(version: str | None = None) -> str | None:
+    """The one-line notice for a scikit-learn outside :data:`TESTED_SKLEARN`, else None."""
+    version = sklearn.__version__ if version is None else version
+    if fast_counting_supported(version):
+        return None
+    (a, b), (c, d) = TESTED_SKLEARN
+    return (f"scikit-learn {version} is outside the range the fast TF-IDF is tested on ({a}.{b}-{c}.{d}); "
+            "using the stock vectorizer")
 
 
 def _as_sparse_api(counts: sp.csr_array) -> Any:
@@ -149,7 +187,9 @@ class FastTfidfVectorizer(TfidfVectorizer):
     """``sklearn.feature_extraction.text.TfidfVectorizer`` with faster, parallel counting.
 
     Takes the parameters of ``TfidfVectorizer`` and produces the same
-    ``vocabulary_``, ``idf_`` and matrices.
+    ``vocabulary_``, ``idf_`` and matrices. On a scikit-learn release outside
+    :data:`TESTED_SKLEARN` it counts with scikit-learn's own code (and warns
+    once per fit with :class:`TfidfFallbackWarning`).
 
     Parameters
     ----------
@@ -181,7 +221,30 @@ class FastTfidfVectorizer(TfidfVectorizer):
         self.n_jobs = n_jobs
 
     # -- counting -------------------------------------------------------------------
-    def _count_vocab(self, raw_documents: Iterable[Any], fixed_vocab: bool) -> tuple[dict[str, int], Any]:
+    def fit(self, raw_documents: Iterable[Any], y: Any = None) -> "FastTfidfVectorizer":
+        """Learn the vocabulary and idf (see ``TfidfVectorizer.fit``)."""
+        self._warn_if_stock()
+        return super().fit(raw_documents, y)
+
+    def fit_transform(self, raw_documents: Iterable[Any], y: Any = None) -> Any:
+        """Learn the vocabulary and idf, return the document-term matrix (see ``TfidfVectorizer.fit_transform``)."""
+        self._warn_if_stock()
+        return super().fit_transform(raw_documents, y)
+
+    @staticmethod
+    def _warn_if_stock() -> None:
+        notice = fallback_notice()
+        if notice:
+            warnings.warn(notice, TfidfFallbackWarning, stacklevel=3)
+
+    # Each private hook checks the version first and otherwise passes its arguments on
+    # untouched, so a release that changed the hook's signature still gets its own code.
+    def _count_vocab(self, *args: Any, **kwargs: Any) -> tuple[dict[str, int], Any]:
+        if not fast_counting_supported():
+            return super()._count_vocab(*args, **kwargs)
+        return self._count_vocab_fast(*args, **kwargs)
+
+    def _count_vocab_fast(self, raw_documents: Iterable[Any], fixed_vocab: bool) -> tuple[dict[str, int], Any]:
         # Same contract as TfidfVectorizer's: term -> id and a CSR matrix of counts
         # whose rows list terms in order of id (first appearance when learning).
         docs = list(raw_documents)
@@ -315,14 +378,24 @@ class FastTfidfVectorizer(TfidfVectorizer):
         return dict(vocabulary), _as_sparse_api(_csr(cols, entries, len(vocabulary), self.dtype))
 
     # -- scikit-learn's pruning and sorting: skipped when there is nothing to do ------
-    def _sort_features(self, X: Any, vocabulary: dict[str, int]) -> Any:
+    def _sort_features(self, *args: Any, **kwargs: Any) -> Any:
+        if not fast_counting_supported():
+            return super()._sort_features(*args, **kwargs)
+        return self._sort_features_fast(*args, **kwargs)
+
+    def _sort_features_fast(self, X: Any, vocabulary: dict[str, int]) -> Any:
         items = list(vocabulary.items())
         if all(a[0] < b[0] for a, b in pairwise(items)) and all(i == v for i, (_, v) in enumerate(items)):
             return X  # already numbered alphabetically
         return super()._sort_features(X, vocabulary)
 
-    def _limit_features(self, X: Any, vocabulary: dict[str, int], high: Any = None, low: Any = None,
-                        limit: Any = None) -> Any:
+    def _limit_features(self, *args: Any, **kwargs: Any) -> Any:
+        if not fast_counting_supported():
+            return super()._limit_features(*args, **kwargs)
+        return self._limit_features_fast(*args, **kwargs)
+
+    def _limit_features_fast(self, X: Any, vocabulary: dict[str, int], high: Any = None, low: Any = None,
+                             limit: Any = None) -> Any:
         if X.shape[1] and (limit is None or limit >= X.shape[1]):
             dfs = np.bincount(X.indices, minlength=X.shape[1])
             if (high is None or (dfs <= high).all()) and (low is None or (dfs >= low).all()):
