@@ -20,7 +20,6 @@ NOT_IMPORTED = {
 # reached through another package, by name: not checked here
 INDIRECT = {
     "s3fs": "fsspec's s3:// implementation, loaded by protocol name",
-    "boto3": "S3 transfers (s3transfer) and the AWS clients of the cloud commands",
 }
 
 

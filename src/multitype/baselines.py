@@ -31,7 +31,7 @@ from multitype.config import BaselineConfig, TfidfConfig
 from multitype.data.dataset import load_labels, load_split
 from multitype.errors import DataError, ModelError
 from multitype.evaluate import classification_metrics, metrics_record
-from multitype.manifest import write_manifest
+from multitype.manifest import folder_hashes, write_manifest
 from multitype.predictor import save_sklearn_model
 from multitype.project import Project
 from multitype.results import write_summary
@@ -200,7 +200,7 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
             progress.advance(task)
 
     # every model is trained: only now replace what a previous run left
-    outputs = []
+    outputs, model_hashes = [], {}
     for name, (pipeline, record) in trained.items():
         with tempfile.TemporaryDirectory(prefix="multitype-baseline-") as tmp:
             save_sklearn_model(pipeline, tmp, {
@@ -209,13 +209,14 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
                 "steps": [f"{type(step).__module__}.{type(step).__name__}" for _, step in pipeline.steps],
                 "params": record["params"],
             })
+            model_hashes.update(folder_hashes(tmp, layout.final_model(name)))  # hashed here, not read back
             storage.put_dir(tmp, layout.final_model(name))
         storage.write_json(layout.baseline_metrics(name), record)
-        outputs += [layout.final_model(name), layout.baseline_metrics(name)]
+        outputs.append(layout.baseline_metrics(name))
     summary = write_summary(storage, "baseline")
     if summary:
         outputs.append(summary)
-    write_manifest(project, inputs=input_keys, outputs=outputs, extra={
+    write_manifest(project, inputs=input_keys, outputs=outputs, output_hashes=model_hashes, extra={
         "models": names,
         "results": {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
                            "training_seconds": r["training_seconds"]} for name, (_, r) in trained.items()},

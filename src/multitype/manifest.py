@@ -18,8 +18,8 @@ from multitype import layout
 from multitype.project import Project
 from multitype.storage import Storage
 
-_PACKAGES = ("multitype", "torch", "transformers", "accelerate", "scikit-learn", "skops", "numpy",
-             "pandas", "pydantic", "fsspec", "s3fs", "boto3")
+_PACKAGES = ("multitype", "torch", "transformers", "scikit-learn", "skops", "numpy",
+             "pandas", "pydantic", "fsspec", "s3fs", "botocore", "s3transfer")
 _SECRET_KEY = re.compile(r"(secret|token|password|passwd|credential|access_key|api_key|session)", re.I)
 _SECRET_ARG = re.compile(r"(--[\w-]*(secret|token|password|key)[\w-]*)(=\S+)?", re.I)
 
