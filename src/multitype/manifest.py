@@ -77,7 +77,8 @@ def hardware() -> dict[str, Any]:
 BUNDLE_FILE = "bundle.json"
 
 
-def _git(folder: Path, *args: str) -> str | None:
+def git(folder: Path, *args: str) -> str | None:
+    """``git -C folder ARGS``'s stripped output, or None when git is missing, fails or hangs."""
     try:
         out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
                              check=False)
@@ -116,12 +117,12 @@ def code_version(package_dir: Path | None = None) -> dict[str, Any] | None:
         if isinstance(info, dict) and info.get("commit"):
             return {"commit": str(info["commit"]), "dirty": info.get("dirty"), "source": "bundle"}
     # only a checkout that tracks the package counts (not a venv inside some other repository)
-    if _git(package_dir, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
+    if git(package_dir, "ls-files", "--error-unmatch", "--", "__init__.py") is None:
         return None
-    commit = _git(package_dir, "rev-parse", "HEAD")
+    commit = git(package_dir, "rev-parse", "HEAD")
     if not commit:
         return None
-    status = _git(package_dir, "status", "--porcelain", "--untracked-files=no")
+    status = git(package_dir, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if status is None else bool(status), "source": "git"}
 
 

@@ -23,13 +23,13 @@ import importlib.metadata
 import json
 import os
 import re
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from multitype import layout
 from multitype.errors import UserError
+from multitype.manifest import git
 from multitype.storage import Storage
 
 BUNDLE_FILE = "bundle.json"
@@ -59,15 +59,6 @@ def pinned_requirements() -> str:
     return "# written by multitype's code bundle: the environment that pushed it\n" + "\n".join(lines) + "\n"
 
 
-def _git(folder: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30,
-                             check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
 def source_commit(project_dir: Path | None) -> dict[str, Any]:
     """``{"commit", "dirty"}`` of the source tree that is bundled; both ``None`` outside a git checkout.
 
@@ -76,13 +67,13 @@ def source_commit(project_dir: Path | None) -> dict[str, Any]:
     files) differs from that commit, untracked files included, since they are
     pushed too.
     """
-    if project_dir is None or _git(project_dir, "ls-files", "--error-unmatch", "--", "src") is None:
+    if project_dir is None or git(project_dir, "ls-files", "--error-unmatch", "--", "src") is None:
         return {"commit": None, "dirty": None}
-    head = (_git(project_dir, "rev-parse", "HEAD") or "").strip()
+    head = git(project_dir, "rev-parse", "HEAD")
     if not head:
         return {"commit": None, "dirty": None}
     paths = ["src", *(name for name in _PROJECT_FILES if (project_dir / name).exists())]
-    status = _git(project_dir, "status", "--porcelain", "--untracked-files=all", "--", *paths)
+    status = git(project_dir, "status", "--porcelain", "--untracked-files=all", "--", *paths)
     return {"commit": head, "dirty": None if status is None else bool(status.strip())}
 
 
