@@ -222,9 +222,12 @@ class _UploadProcess:
                 [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
             code = "import sys; from multitype.uploader import _child_main; _child_main(sys.argv[1])"
             spec = {**self._spec, "jobs_fd": self._child_fds[0], "results_fd": self._child_fds[1]}
-            # its own session: a Ctrl-C at the terminal is the trainer's to answer (save, wait for the upload)
+            # its own process group, so that a Ctrl-C at the terminal is the trainer's to answer (save, then
+            # wait for the upload); not its own session: with sched_autogroup (most Linux desktops and VMs)
+            # a new session gets its own CPU share next to the trainer's, and its niceness counts for nothing
+            group = {"process_group": 0} if sys.version_info >= (3, 11) else {}
             self.proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], env=env,
-                                         stdin=subprocess.DEVNULL, pass_fds=self._child_fds, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, pass_fds=self._child_fds, **group)
             _renice(self.proc.pid, self._spec["niceness"])  # at once: its imports are upload work too
         except BaseException as exc:
             self._failure = exc
@@ -353,6 +356,7 @@ def _die_with_parent(parent: int) -> None:
 def _child_main(spec_json: str) -> None:
     """Entry point of the uploader process: publish jobs until told to stop."""
     spec = json.loads(spec_json)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer answers interrupts (Python 3.10: same group)
     _die_with_parent(spec["parent"])
     _renice(0, spec["niceness"])  # in case the parent's renice came too late or failed
     jobs = os.fdopen(spec["jobs_fd"], "rb")
