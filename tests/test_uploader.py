@@ -68,6 +68,8 @@ def test_background_publishing_to_s3_keeps_order_and_calls_back_in_the_parent(s3
     assert pid is not None and pid != os.getpid()
     if hasattr(os, "getpriority"):
         assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + UPLOAD_NICE)
+    if hasattr(os, "sched_getscheduler"):
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER  # SCHED_IDLE only when asked for (it can starve)
     publisher.wait()
     assert publisher.published == keys
     assert [k for k, _, _ in done] == keys
@@ -96,6 +98,32 @@ def test_background_publishing_to_a_local_root(tmp_path: Path) -> None:
     assert seen == publisher.published == ["models/checkpoints/m-step1", "models/checkpoints/m-step2"]
     assert all((tmp_path / "root" / k / COMPLETE_MARKER).is_file() for k in seen)
     assert (tmp_path / "root" / "models/checkpoints/m-step2/shard-002.bin").stat().st_size == 10_000
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_idle_uploader_runs_under_sched_idle(tmp_path: Path) -> None:
+    publisher = FolderPublisher(Storage(str(tmp_path / "root")), background=True, idle=True)
+    publisher.publish(make_folder(tmp_path / "f"), "models/checkpoints/m-step1")
+    assert os.sched_getscheduler(publisher.worker_pid) == os.SCHED_IDLE
+    publisher.close()
+    assert Storage(str(tmp_path / "root")).is_complete("models/checkpoints/m-step1")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="the throttle stops and continues the uploader")
+def test_throttled_uploader_finishes_and_is_left_running(s3_root: str, tmp_path: Path) -> None:
+    storage = Storage(s3_root)
+    publisher = FolderPublisher(storage, duty=0.25)
+    publisher.publish(make_folder(tmp_path / "t", 4, 1_000_000), "models/checkpoints/m-step1")
+    pid = publisher.worker_pid
+    publisher.wait()  # bounded by the test timeout; a stopped-forever uploader would hang here
+    assert storage.is_complete("models/checkpoints/m-step1")
+    time.sleep(0.3)  # the throttle lets go once nothing is in flight
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path("/proc").is_dir() else "S"
+    assert state != "T"
+    publisher.close()
+    assert wait_gone(pid, 10)
+    with pytest.raises(ValueError, match="duty"):
+        FolderPublisher(storage, duty=0)
 
 
 def test_upload_error_comes_back_as_the_same_one_line_storage_error(s3_server, tmp_path: Path) -> None:

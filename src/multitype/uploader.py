@@ -29,6 +29,7 @@ its type and one-line message).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import json
 import logging
@@ -76,6 +77,14 @@ class FolderPublisher:
         process.
     nice : int, default=UPLOAD_NICE
         Niceness added to the uploader process (``worker="process"`` only).
+    idle : bool, default=False
+        Also put the uploader process under ``SCHED_IDLE`` (Linux). Measured no
+        better than nice 19 here, and a process that only gets idle cycles can
+        starve on a CPU-bound trainer until its S3 requests time out.
+    duty : float, default=1.0
+        Throttle (POSIX only): while an upload is in flight the uploader process
+        runs this fraction of each 100 ms and is stopped (``SIGSTOP``) for the
+        rest, which spreads the same work over ``1 / duty`` times as long.
 
     Attributes
     ----------
@@ -86,7 +95,10 @@ class FolderPublisher:
     """
 
     def __init__(self, storage: Storage, background: bool | None = None, remove_local: bool = True, *,
-                 worker: Literal["process", "thread"] = "process", nice: int = UPLOAD_NICE) -> None:
+                 worker: Literal["process", "thread"] = "process", nice: int = UPLOAD_NICE,
+                 idle: bool = False, duty: float = 1.0) -> None:
+        if not 0 < duty <= 1:
+            raise ValueError(f"duty must be in (0, 1], got {duty}")
         if worker not in ("process", "thread"):
             raise ValueError(f"worker must be 'process' or 'thread', got {worker!r}")
         self.storage = storage
@@ -94,6 +106,8 @@ class FolderPublisher:
         self.remove_local = remove_local
         self.worker = worker
         self.nice = nice
+        self.idle = idle
+        self.duty = duty
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
                       if self.background and worker == "thread" else None)
         self._child: _UploadProcess | None = None
@@ -139,7 +153,8 @@ class FolderPublisher:
             self._pending.append(self._pool.submit(self._publish, local_dir, key, on_done))
             return
         if self._child is None:
-            self._child = _UploadProcess(self.storage, self.nice, self.remove_local, self._record)
+            self._child = _UploadProcess(self.storage, self.nice, self.idle, self.remove_local, self._record,
+                                         self.duty)
         self._pending.append(self._child.submit(local_dir, key, on_done))
 
     @property
@@ -192,10 +207,11 @@ class _UploadProcess:
     ``on_done`` in this process.
     """
 
-    def __init__(self, storage: Storage, nice: int, remove_local: bool,
-                 record: Callable[[str, float], None]) -> None:
+    def __init__(self, storage: Storage, nice: int, idle: bool, remove_local: bool,
+                 record: Callable[[str, float], None], duty: float = 1.0) -> None:
         self._spec = {"root": storage.root, "endpoint_url": storage.endpoint_url, "profile": storage.profile,
-                      "niceness": _niceness_after(nice), "remove_local": remove_local, "parent": os.getpid()}
+                      "niceness": _niceness_after(nice), "idle": idle, "remove_local": remove_local,
+                      "parent": os.getpid()}
         self._record = record
         self._jobs: dict[int, tuple[Future[None], str, Callable[[str], None] | None]] = {}
         self._lock = threading.Lock()
@@ -211,6 +227,9 @@ class _UploadProcess:
         self._reader = threading.Thread(target=self._run, name="publish-reader", daemon=True)
         self._reader.start()
         self._started.wait()
+        self._duty = duty
+        if duty < 1 and self.proc is not None and hasattr(signal, "SIGSTOP"):
+            threading.Thread(target=self._throttle, name="publish-throttle", daemon=True).start()
         # an unclosed publisher still finishes its queue at exit, as a thread pool would
         self_ref = weakref.ref(self)
         atexit.register(lambda: (child := self_ref()) is not None and child.close(wait=True, from_atexit=True))
@@ -229,6 +248,8 @@ class _UploadProcess:
             self.proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], env=env,
                                          stdin=subprocess.DEVNULL, pass_fds=self._child_fds, **group)
             _renice(self.proc.pid, self._spec["niceness"])  # at once: its imports are upload work too
+            if self._spec["idle"]:
+                _idle_policy(self.proc.pid)  # it has one thread yet; those it starts inherit the policy
         except BaseException as exc:
             self._failure = exc
             self._started.set()
@@ -254,6 +275,23 @@ class _UploadProcess:
         for fut, _, _ in left:
             if not fut.done():
                 fut.set_exception(failure)
+
+    def _throttle(self, period: float = 0.1) -> None:
+        """Stop and continue the uploader process so that it runs ``duty`` of the time while it has work."""
+        assert self.proc is not None
+        while self.proc.poll() is None:
+            with self._lock:
+                busy = bool(self._jobs)
+            if not busy:
+                time.sleep(period)
+                continue
+            time.sleep(period * self._duty)
+            try:
+                os.kill(self.proc.pid, signal.SIGSTOP)
+                time.sleep(period * (1 - self._duty))
+            finally:  # never leave it stopped: close() and the exit path wait for it
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGCONT)
 
     def _settle(self, message: tuple[Any, ...]) -> None:
         kind, job_id = message[0], message[1]
@@ -342,6 +380,19 @@ def _renice(pid: int, niceness: int) -> None:
         log.debug("could not renice the uploader process %d: %s", pid, exc)
 
 
+def _idle_policy(pid: int = 0) -> None:
+    """Run process ``pid`` (0: this one) under SCHED_IDLE (Linux), where it has one.
+
+    A SCHED_IDLE task is preempted at once by a waking normal task; a process may
+    move itself, or a child of the same user, into it without privileges.
+    """
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
+            log.debug("SCHED_IDLE refused: %s", exc)
+
+
 # -- the uploader process ------------------------------------------------------------
 def _die_with_parent(parent: int) -> None:
     """Get SIGKILL when the parent dies (Linux); exit now if it is already gone."""
@@ -359,6 +410,8 @@ def _child_main(spec_json: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer answers interrupts (Python 3.10: same group)
     _die_with_parent(spec["parent"])
     _renice(0, spec["niceness"])  # in case the parent's renice came too late or failed
+    if spec["idle"]:
+        _idle_policy()  # before any thread starts: threads inherit it
     jobs = os.fdopen(spec["jobs_fd"], "rb")
     results = os.fdopen(spec["results_fd"], "wb")
     todo: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
