@@ -22,13 +22,15 @@ the parts named by ``--only`` (default: all):
     MiniLM training steps on the CPU (batch 8 x 128, forward + backward +
     AdamW) while a real checkpoint folder (model + optimizer, ~270 MB) is
     published with :class:`multitype.uploader.FolderPublisher`, against plain
-    steps. Blocks of phases in a random order (plain, then one phase per
-    ``--stream-modes`` entry: ``thread`` = upload on a thread of the training
-    process, ``process:N`` = upload in a child process at nice N); each block
-    gives one ratio per mode (mean step time while uploading / mean plain step
-    time), summarised by mean, median and a 95% interval (t and bootstrap)
-    over blocks. The server runs at nice 19 here: it stands for S3, which is
-    another machine.
+    steps, for several uploaders (``thread`` = a thread of the training
+    process, the earlier design; ``process:N`` = a child process at nice N;
+    ``idle:N`` = the same under SCHED_IDLE), in
+    two interleaved designs: step-level units (one step with every upload
+    stopped, one with only uploader X running, in a random order) and
+    phase-level blocks. Slowdowns are summarised by Hodges-Lehmann estimates
+    with 95% intervals, geometric and arithmetic means, medians and n (see
+    :func:`interval`). The server runs at nice 19 and SCHED_IDLE here: it
+    stands for S3, which is another machine.
 
 Targets: first push and pull at most aws's time and within 1.25x of s5cmd's;
 no-change push <= 2 s; a training step slowed by <= 5 % while a checkpoint
@@ -40,7 +42,7 @@ Usage::
 
     .venv/bin/python benchmarks/sync.py                      # everything, ~10 min on 2 cores
     .venv/bin/python benchmarks/sync.py --only push,pull     # transfers only (~4 min)
-    .venv/bin/python benchmarks/sync.py --only streaming --blocks 8
+    .venv/bin/python benchmarks/sync.py --only streaming --max-units 60 --blocks 8
 """
 
 from __future__ import annotations
@@ -402,19 +404,17 @@ class Trainer:
 def make_publishers(storages: dict, modes: list[str], work: Path) -> dict:
     """One FolderPublisher per mode, each started by a tiny first upload.
 
-    ``thread``: a thread of this process; ``process:<nice>[:<duty>]``: a child
-    process at that niceness (throttled to run ``duty`` of the time);
-    ``idle:<nice>``: the same under SCHED_IDLE.
+    ``thread``: a thread of this process; ``process:<nice>``: a child process
+    at that niceness; ``idle:<nice>``: the same under SCHED_IDLE.
     """
     from multitype.uploader import FolderPublisher
 
     publishers = {}
     for mode in modes:
-        name, nice, duty = (mode.split(":") + ["", ""])[:3]
+        name, _, nice = mode.partition(":")
         worker = "thread" if name == "thread" else "process"
         publishers[mode] = FolderPublisher(storages[mode], background=True, worker=worker,  # type: ignore[arg-type]
-                                           idle=name == "idle", **({"nice": int(nice)} if nice else {}),
-                                           **({"duty": float(duty)} if duty else {}))
+                                           idle=name == "idle", **({"nice": int(nice)} if nice else {}))
         tag = mode.replace(":", "-")
         warm = work / f"warm-{tag}"
         warm.mkdir()
@@ -480,7 +480,8 @@ def paired_steps(server: SeaweedServer, trainer: Trainer, publishers: dict, work
         for m in modes:
             pub = publishers[m]
             before[m] = (pub.seconds_uploading, cpu_of(m))
-            pub.publish(work / f"paired-{u}-{m.replace(':', '-')}", f"models/checkpoints/minilm-paired{u}-{m.replace(':', '-')}")
+            tag = m.replace(":", "-")
+            pub.publish(work / f"paired-{u}-{tag}", f"models/checkpoints/minilm-paired{u}-{tag}")
         run_only(None)  # nothing moves until the first unit
         taken = 0
         try:
@@ -516,7 +517,8 @@ def paired_steps(server: SeaweedServer, trainer: Trainer, publishers: dict, work
         summary[m] = {"slowdown": interval([un["ratio"][m] for un in units], seed),
                       "slowdown_of_means": statistics.fmean(on) / statistics.fmean(off) - 1 if units else None,
                       "step_s_on_mean": statistics.fmean(on) if units else None, **per_mode[m]}
-    return {"modes": summary, "step_s_off_mean": statistics.fmean(un["steps"]["off"] for un in units) if units else None,
+    off_mean = statistics.fmean(un["steps"]["off"] for un in units) if units else None
+    return {"modes": summary, "step_s_off_mean": off_mean,
             "server_cpu_s": server_cpu, "checkpoint_bytes": checkpoint_bytes, "units": units}
 
 
@@ -631,13 +633,13 @@ def main() -> None:
                         help="rounds of step-level units, each uploading one checkpoint per paired mode (0: none)")
     parser.add_argument("--paired-modes", default="thread,process:19,idle:19",
                         help="uploaders compared in step-level units: thread, process:<nice>, idle:<nice>")
-    parser.add_argument("--max-units", type=int, default=60, help="most step-level units per round")
-    parser.add_argument("--blocks", type=int, default=3, help="interleaved blocks of streaming phases (0: none)")
+    parser.add_argument("--max-units", type=int, default=40, help="most step-level units per round")
+    parser.add_argument("--blocks", type=int, default=4, help="interleaved blocks of streaming phases (0: none)")
     parser.add_argument("--plain-steps", type=int, default=8, help="steps of a plain phase")
-    parser.add_argument("--max-steps", type=int, default=12, help="most steps of a streaming phase")
+    parser.add_argument("--max-steps", type=int, default=60, help="most steps of a streaming phase")
     parser.add_argument("--stream-modes", default="thread,process:19,idle:19",
                         help="uploaders compared in phase blocks: thread, process:<nice>, idle:<nice> "
-                             "(SCHED_IDLE + nice; the FolderPublisher default), comma-separated")
+                             "(SCHED_IDLE + nice), comma-separated")
     parser.add_argument("--server-policy", choices=("idle", "nice"), default="idle",
                         help="the S3 server during the streaming part: SCHED_IDLE (+ nice) or nice alone")
     parser.add_argument("--server-nice", type=int, default=19,

@@ -109,23 +109,6 @@ def test_idle_uploader_runs_under_sched_idle(tmp_path: Path) -> None:
     assert Storage(str(tmp_path / "root")).is_complete("models/checkpoints/m-step1")
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="the throttle stops and continues the uploader")
-def test_throttled_uploader_finishes_and_is_left_running(s3_root: str, tmp_path: Path) -> None:
-    storage = Storage(s3_root)
-    publisher = FolderPublisher(storage, duty=0.25)
-    publisher.publish(make_folder(tmp_path / "t", 4, 1_000_000), "models/checkpoints/m-step1")
-    pid = publisher.worker_pid
-    publisher.wait()  # bounded by the test timeout; a stopped-forever uploader would hang here
-    assert storage.is_complete("models/checkpoints/m-step1")
-    time.sleep(0.3)  # the throttle lets go once nothing is in flight
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path("/proc").is_dir() else "S"
-    assert state != "T"
-    publisher.close()
-    assert wait_gone(pid, 10)
-    with pytest.raises(ValueError, match="duty"):
-        FolderPublisher(storage, duty=0)
-
-
 def test_upload_error_comes_back_as_the_same_one_line_storage_error(s3_server, tmp_path: Path) -> None:
     missing = f"s3://no-such-bucket-{os.getpid()}/proj"
     with pytest.raises(StorageError) as inline:

@@ -29,7 +29,6 @@ its type and one-line message).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import ctypes
 import json
 import logging
@@ -81,10 +80,6 @@ class FolderPublisher:
         Also put the uploader process under ``SCHED_IDLE`` (Linux). Measured no
         better than nice 19 here, and a process that only gets idle cycles can
         starve on a CPU-bound trainer until its S3 requests time out.
-    duty : float, default=1.0
-        Throttle (POSIX only): while an upload is in flight the uploader process
-        runs this fraction of each 100 ms and is stopped (``SIGSTOP``) for the
-        rest, which spreads the same work over ``1 / duty`` times as long.
 
     Attributes
     ----------
@@ -96,9 +91,7 @@ class FolderPublisher:
 
     def __init__(self, storage: Storage, background: bool | None = None, remove_local: bool = True, *,
                  worker: Literal["process", "thread"] = "process", nice: int = UPLOAD_NICE,
-                 idle: bool = False, duty: float = 1.0) -> None:
-        if not 0 < duty <= 1:
-            raise ValueError(f"duty must be in (0, 1], got {duty}")
+                 idle: bool = False) -> None:
         if worker not in ("process", "thread"):
             raise ValueError(f"worker must be 'process' or 'thread', got {worker!r}")
         self.storage = storage
@@ -107,7 +100,6 @@ class FolderPublisher:
         self.worker = worker
         self.nice = nice
         self.idle = idle
-        self.duty = duty
         self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
                       if self.background and worker == "thread" else None)
         self._child: _UploadProcess | None = None
@@ -132,7 +124,8 @@ class FolderPublisher:
             on_done(key)
 
     # -- public API ----------------------------------------------------------------
-    def publish(self, local_dir: str | os.PathLike[str], key: str, on_done: Callable[[str], None] | None = None) -> None:
+    def publish(self, local_dir: str | os.PathLike[str], key: str,
+                on_done: Callable[[str], None] | None = None) -> None:
         """Publish ``local_dir`` as ``key``; raises an earlier upload's error, if any.
 
         Parameters
@@ -153,8 +146,7 @@ class FolderPublisher:
             self._pending.append(self._pool.submit(self._publish, local_dir, key, on_done))
             return
         if self._child is None:
-            self._child = _UploadProcess(self.storage, self.nice, self.idle, self.remove_local, self._record,
-                                         self.duty)
+            self._child = _UploadProcess(self.storage, self.nice, self.idle, self.remove_local, self._record)
         self._pending.append(self._child.submit(local_dir, key, on_done))
 
     @property
@@ -208,7 +200,7 @@ class _UploadProcess:
     """
 
     def __init__(self, storage: Storage, nice: int, idle: bool, remove_local: bool,
-                 record: Callable[[str, float], None], duty: float = 1.0) -> None:
+                 record: Callable[[str, float], None]) -> None:
         self._spec = {"root": storage.root, "endpoint_url": storage.endpoint_url, "profile": storage.profile,
                       "niceness": _niceness_after(nice), "idle": idle, "remove_local": remove_local,
                       "parent": os.getpid()}
@@ -227,9 +219,6 @@ class _UploadProcess:
         self._reader = threading.Thread(target=self._run, name="publish-reader", daemon=True)
         self._reader.start()
         self._started.wait()
-        self._duty = duty
-        if duty < 1 and self.proc is not None and hasattr(signal, "SIGSTOP"):
-            threading.Thread(target=self._throttle, name="publish-throttle", daemon=True).start()
         # an unclosed publisher still finishes its queue at exit, as a thread pool would
         self_ref = weakref.ref(self)
         atexit.register(lambda: (child := self_ref()) is not None and child.close(wait=True, from_atexit=True))
@@ -275,23 +264,6 @@ class _UploadProcess:
         for fut, _, _ in left:
             if not fut.done():
                 fut.set_exception(failure)
-
-    def _throttle(self, period: float = 0.1) -> None:
-        """Stop and continue the uploader process so that it runs ``duty`` of the time while it has work."""
-        assert self.proc is not None
-        while self.proc.poll() is None:
-            with self._lock:
-                busy = bool(self._jobs)
-            if not busy:
-                time.sleep(period)
-                continue
-            time.sleep(period * self._duty)
-            try:
-                os.kill(self.proc.pid, signal.SIGSTOP)
-                time.sleep(period * (1 - self._duty))
-            finally:  # never leave it stopped: close() and the exit path wait for it
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGCONT)
 
     def _settle(self, message: tuple[Any, ...]) -> None:
         kind, job_id = message[0], message[1]
