@@ -174,7 +174,10 @@ class SeaweedServer:
         args = [self.binary, f"-logdir={self.workdir}", "mini", f"-dir={data}", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-master.telemetry=false", f"-s3.config={self.workdir / 's3.json'}",
-                *(f"-{name}={port}" for name, port in self.ports.items())]
+                *(f"-{name}={port}" for name, port in self.ports.items()),
+                # each bucket is a collection with volumes of its own: the default cap (free disk / 1 GiB)
+                # ran out in a full test session ("No writable volumes" on PutObject)
+                "-volume.max=1000"]
         log = open(self.workdir / "weed.out", "ab")
         nice = self.nice
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
