@@ -296,3 +296,57 @@ def _s3_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     if not server.running:  # a test that stopped it must not break the next one
         server.start()
     yield
+
+
+# --- AWS control plane: moto in server mode -------------------------------------------------------
+# botocore's per-service endpoint variables, so S3 can stay on SeaweedFS (AWS_ENDPOINT_URL) meanwhile
+MOTO_SERVICES = ("SAGEMAKER", "CLOUDWATCH_LOGS", "IAM", "STS", "EC2", "AUTO_SCALING", "PRICING", "BUDGETS",
+                 "SSM", "ELASTIC_LOAD_BALANCING_V2", "ELASTIC_LOAD_BALANCING", "CLOUDWATCH")
+
+
+@dataclass
+class MotoServer:
+    endpoint_url: str
+
+    def env(self) -> dict[str, str]:
+        """``AWS_ENDPOINT_URL_<SERVICE>`` for every control-plane service moto answers here."""
+        return {f"AWS_ENDPOINT_URL_{name}": self.endpoint_url for name in MOTO_SERVICES}
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset API), so tests do not see each other's jobs."""
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"),
+                               timeout=10).read()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One ``ThreadedMotoServer`` on 127.0.0.1 for the session (SageMaker, Logs, IAM, STS, EC2, ...)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_ports(1)[0]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield MotoServer(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The AWS control plane at moto (reset for this test), fake credentials unless SeaweedFS set its own.
+
+    S3 is untouched: with ``s3_server`` it stays on SeaweedFS (``AWS_ENDPOINT_URL``).
+    """
+    moto_server.reset()
+    for var, value in moto_server.env().items():
+        monkeypatch.setenv(var, value)
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return moto_server

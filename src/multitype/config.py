@@ -54,11 +54,40 @@ class StorageConfig(_Strict):
     endpoint_url: str | None = None
 
 
+class SageMakerConfig(_Strict):
+    """Defaults of ``multitype sagemaker launch`` (each has a flag that overrides it)."""
+
+    instance_type: str = "ml.g5.xlarge"
+    instance_count: Int = Field(1, ge=1, le=64)
+    spot: bool = True
+    max_run: Int = Field(43200, ge=1, le=28 * 24 * 3600)   # seconds; SageMaker's cap is 28 days
+    max_wait: Int = Field(86400, ge=1, le=28 * 24 * 3600)  # seconds; spot only, >= max_run
+    volume_gb: Int = Field(50, ge=1, le=16384)
+    image_uri: str | None = None      # null: the AWS PyTorch training image from the SageMaker SDK's catalog
+
+
+class Ec2Config(_Strict):
+    """Defaults of ``multitype ec2 launch``."""
+
+    instance_type: str = "g5.xlarge"
+    spot: bool = True
+    max_price: Float | None = Field(None, gt=0)
+    ami: str | None = None
+    volume_gb: Int = Field(100, ge=8, le=16384)
+    key_name: str | None = None
+    subnet: str | None = None
+    security_groups: list[str] = Field(default_factory=list)
+
+
 class AwsConfig(_Strict):
     region: str = "us-east-1"
     profile: str | None = None
     sagemaker_role: str | None = None
     ec2_instance_profile: str | None = None
+    budget_usd: Float | None = Field(None, gt=0)  # launches whose estimate exceeds it are refused unless --force
+    tags: dict[str, str] = Field(default_factory=dict)  # added to every job and instance (besides the project's own)
+    sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig)
+    ec2: Ec2Config = Field(default_factory=Ec2Config)
 
 
 class ProjectConfig(_Strict):

@@ -30,3 +30,7 @@ class Interrupted(Exception):
     """Training stopped on SIGTERM/SIGINT after saving a checkpoint (exit 143)."""
 
     exit_code = 143
+
+
+class AwsError(UserError):
+    """An AWS request that cannot be made or was refused: credentials, permissions, a bad request (names it)."""

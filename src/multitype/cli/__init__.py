@@ -16,7 +16,7 @@ import traceback
 import typer
 import typer.main
 
-from multitype.cli import pipeline, sync, train
+from multitype.cli import pipeline, sagemaker, sync, train
 from multitype.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app = typer.Typer(
 pipeline.register(app)
 app.add_typer(train.app, name="train")
 app.add_typer(sync.app, name="sync")
+app.add_typer(sagemaker.app, name="sagemaker")
 
 
 def split_debug_flag(args: list[str]) -> tuple[list[str], bool]:
