@@ -1,6 +1,7 @@
 """What this project launched: one JSON record per training job under ``runs/sagemaker/``.
 
-``launch`` writes ``runs/sagemaker/<job-name>.json`` in the project's root; commands
+``launch`` writes ``runs/sagemaker/<job-name>.json`` in the project's root (the job
+itself writes ``runs/sagemaker/<job-name>/result.json`` in its results root); commands
 that take an optional JOB (``status``, ``logs``, ``stop``, ``collect``) default to
 the newest of these. Job names end in a UTC timestamp, but the record's
 ``launched_at`` decides which is newest.
@@ -37,7 +38,8 @@ def load_job(storage: Storage, job_name: str) -> dict[str, Any] | None:
 
 def list_jobs(storage: Storage) -> list[dict[str, Any]]:
     """Every record in this root, oldest first."""
-    records = [storage.read_json(f"{FOLDER}/{name}") for name in storage.walk_files(FOLDER) if name.endswith(".json")]
+    records = [storage.read_json(f"{FOLDER}/{name}") for name in storage.walk_files(FOLDER)
+               if name.endswith(".json") and "/" not in name]  # not runs/sagemaker/<job>/result.json
     return sorted((r for r in records if isinstance(r, dict) and r.get("job_name")),
                   key=lambda r: (str(r.get("launched_at", "")), str(r["job_name"])))
 
