@@ -8,11 +8,13 @@ TORCH  ?= torch==2.13.0
 
 .PHONY: venv demo test bench clean
 
+# torch is named again with the package: without it pip's resolver swaps the CPU wheel for the
+# newest CUDA build (several GB of nvidia-* wheels) while it resolves the rest
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test]" "$(TORCH)"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,7 +28,7 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
-	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m pip install --quiet -e ".[bench]" "$(TORCH)"
 	$(PY) benchmarks/baselines.py
 
 clean:
