@@ -70,6 +70,7 @@ def test_status_table_defaults_to_newest_job_of_root(proj, cli, tmp_path) -> Non
     storage = Storage(str(tmp_path / "root"))
     records.save_job(storage, "multitype-old-1", {"launched_at": "2026-12-01T09:00:00Z"})
     records.save_job(storage, JOB, {"launched_at": "2026-12-01T10:15:00Z"})
+    storage.write_json(f"runs/sagemaker/{JOB}/result.json", {"job_name": "not-a-record"})  # a collected result
     with edit_describe(set_status("Failed", FailureReason="AlgorithmError: CUDA out of memory",
                                   BillableTimeInSeconds=120, TrainingTimeInSeconds=400)):
         res = cli("sagemaker", "status", *proj)

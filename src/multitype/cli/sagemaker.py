@@ -54,6 +54,11 @@ def _echo_out(line: str) -> None:
     _out().print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def _note(line: str) -> None:
+    """A remark for people, on stderr, never wrapped (so it can be grepped)."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command("status")
 def status(job: JobArg = None, as_json: JsonOpt = False, root: RootOpt = None,
            config_dir: ConfigDirOpt = "configs") -> None:
@@ -102,7 +107,7 @@ def logs(job: JobArg = None,
 
     proj, name = _job_project("logs", root, config_dir, job)
     show_logs(proj.configs.project.aws, name, follow=follow, poll_seconds=poll_seconds, echo=_echo_out,
-              note=lambda line: console.print(line, markup=False, highlight=False), timestamps=timestamps)
+              note=_note, timestamps=timestamps)
 
 
 @app.command("stop")
@@ -113,7 +118,7 @@ def stop(job: Annotated[str, typer.Argument(help="Training job name.", show_defa
 
     proj = project("sagemaker stop", root, config_dir)
     _, message = jobs.stop(proj.configs.project.aws, job)
-    console.print(message, markup=False, highlight=False)
+    _note(message)
 
 
 @app.command("list")
@@ -134,7 +139,7 @@ def list_(status_: Annotated[Optional[str], typer.Option(
         return
     if not rows:
         which = "in this account and region" if all_jobs else "from this project"
-        console.print(f"no training jobs {which}" + (f" with status {status_}" if status_ else ""))
+        _note(f"no training jobs {which}" + (f" with status {status_}" if status_ else ""))
         return
     table = Table()
     for column in ("job", "status", "instance", "spot", "duration", "created"):
@@ -173,6 +178,6 @@ def collect(job: JobArg = None,
     proj, name = _job_project("collect", root, config_dir, job)
     done = collect_job(proj.storage, proj.configs.project.aws, name, force=force,
                        endpoint_url=proj.storage.endpoint_url,
-                       echo=lambda line: console.print(line, markup=False, highlight=False))
-    console.print(f"collected {len(done['models'])} model(s) of {name} into {proj.storage.url()}; "
-                  "'multitype report' compares them with the local runs")
+                       echo=_note)
+    _note(f"collected {len(done['models'])} model(s) of {name} into {proj.storage.url()}; "
+          "'multitype report' compares them with the local runs")
