@@ -155,6 +155,23 @@ def test_logs_follow_until_the_job_ends(aws_env) -> None:
     assert calls[0] == 3
 
 
+def test_logs_follow_through_the_cli(proj, cli) -> None:
+    create_job(JOB)
+    when = int(time.time()) - 60  # CloudWatch (and moto) drop events older than 14 days
+    put_lines(JOB, "algo-1", [(when * 1000, "METRIC val_accuracy=0.9")])
+    stamp = dt.datetime.fromtimestamp(when, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def edit(parsed: dict[str, Any], call: int) -> None:
+        if call < 3:
+            parsed.update(TrainingJobStatus="InProgress", SecondaryStatus="Training")
+
+    with edit_describe(edit) as calls:
+        res = cli("sagemaker", "logs", JOB, "--follow", "--poll-seconds", "0.01", "--timestamps", *proj)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines() == [f"{stamp} METRIC val_accuracy=0.9"]
+    assert calls[0] == 3
+
+
 def test_host_of_stream() -> None:
     assert host_of(f"{JOB}/algo-12-1733050000") == "algo-12"
     assert LogReader(AwsConfig(), JOB).tokens == {}
