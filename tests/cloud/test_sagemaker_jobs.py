@@ -88,6 +88,18 @@ def test_status_unknown_job_is_one_line(proj, cli) -> None:
                                   "see 'multitype sagemaker list --all' for the jobs there")
 
 
+def test_status_unknown_job_as_aws_words_it(proj, cli) -> None:
+    """Real AWS answers 'Requested resource not found.' (moto words it otherwise): answered at our client."""
+    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse(params["url"], 400, {}, None), {
+            "Error": {"Code": "ValidationException", "Message": "Requested resource not found."}}
+
+    with hook("sagemaker", "before-call.sagemaker.DescribeTrainingJob", answer):
+        res = cli("sagemaker", "logs", "multitype-gone", *proj)
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: no SageMaker training job named 'multitype-gone' in us-east-1;")
+
+
 def test_status_without_job_or_record(proj, cli) -> None:
     res = cli("sagemaker", "status", *proj)
     assert res.exit_code == 2 and res.stderr.count("\n") == 1

@@ -89,6 +89,7 @@ def kind_of(metrics_key: str) -> str:
 
 
 def metrics_key(kind: str, name: str) -> str:
+    """The key of the metrics JSON of ``name`` (a slug, or ``<slug>@<job>``) among the results of ``kind``."""
     return layout.baseline_metrics(name) if kind == "baseline" else layout.transformer_metrics(name)
 
 

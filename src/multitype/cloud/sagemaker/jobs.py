@@ -62,9 +62,10 @@ def describe(aws: AwsConfig, job_name: str) -> dict[str, Any]:
     except (ClientError, AwsError) as exc:
         # AWS answers a missing job with ValidationException "Requested resource not found."
         # (moto: "Could not find training job ..."): say which job, and where to look
-        text = str(exc)
-        if error_code(exc) in ("ValidationException", "ResourceNotFound") or (
-                isinstance(exc, AwsError) and ("not found" in text.lower() or "could not find" in text.lower())):
+        text = str(exc).lower()
+        code = error_code(exc) or ("validationexception" if ": validationexception: " in text else "")
+        if code.lower() in ("validationexception", "resourcenotfound") and (
+                "not found" in text or "could not find" in text):
             raise _not_found(job_name, aws) from None
         raise
 
