@@ -139,6 +139,19 @@ def test_logs_multi_host_interleaved_by_time(proj, cli) -> None:
                                        "[algo-2] rank 1 done", "[algo-1] rank 0 done"]
 
 
+def test_log_streams_are_paginated(aws_env) -> None:
+    create_job(JOB, count=3)
+    t0 = _now_ms()
+    for i in (1, 2, 3):
+        put_lines(JOB, f"algo-{i}", [(t0 + i, f"host {i}")], epoch=f"173305000{i}")
+    pages: list[int] = []
+    lines: list[str] = []
+    with hook("logs", "before-call.cloudwatch-logs.DescribeLogStreams", lambda **kw: pages.append(1)):
+        LogReader(AwsConfig(), JOB, echo=lines.append, stream_page_size=2).poll()
+    assert lines == ["[algo-1] host 1", "[algo-2] host 2", "[algo-3] host 3"]
+    assert len(pages) == 2
+
+
 def test_logs_none_yet_is_a_message(proj, cli) -> None:
     create_job(JOB)
     with edit_describe(set_status("InProgress", SecondaryStatus="Starting")):
