@@ -131,12 +131,12 @@ def test_logs_paginate_in_order_and_keep_to_the_job(aws_env) -> None:
 def test_logs_multi_host_interleaved_by_time(proj, cli) -> None:
     create_job(JOB, count=2)
     t0 = _now_ms()
-    put_lines(JOB, "algo-1", [(t0, "rank 0 up"), (t0 + 20, "METRIC train_loss=0.5"), (t0 + 40, "rank 0 done")])
+    put_lines(JOB, "algo-1", [(t0, "rank 0 up"), (t0 + 20, "METRIC train_loss=0.5"), (t0 + 40, "rank 0 done [bold]:tada:")])
     put_lines(JOB, "algo-2", [(t0 + 10, "rank 1 up"), (t0 + 30, "rank 1 done")], epoch="1733050007")
     res = cli("sagemaker", "logs", JOB, *proj)
     assert res.exit_code == 0, res.stderr
     assert res.stdout.splitlines() == ["[algo-1] rank 0 up", "[algo-2] rank 1 up", "[algo-1] METRIC train_loss=0.5",
-                                       "[algo-2] rank 1 done", "[algo-1] rank 0 done"]
+                                       "[algo-2] rank 1 done", "[algo-1] rank 0 done [bold]:tada:"]
 
 
 def test_log_streams_are_paginated(aws_env) -> None:

@@ -20,7 +20,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from multitype.cli._common import ConfigDirOpt, RootOpt, console, project  # noqa: E402
+from multitype.cli._common import ConfigDirOpt, RootOpt, project  # noqa: E402
 
 # Commands that take an optional JOB default to the newest job launched from this root (runs/sagemaker/).
 
@@ -31,7 +31,7 @@ PollOpt = Annotated[float, typer.Option("--poll-seconds", min=0.0, help="Seconds
 
 
 def _out() -> Console:
-    """stdout for tables and log lines (remarks go to stderr: ``console``); made per call so COLUMNS counts."""
+    """stdout for tables (remarks go to stderr); made per call so COLUMNS counts."""
     return Console()
 
 
@@ -51,12 +51,13 @@ def _seconds(value: Any) -> str:
 
 
 def _echo_out(line: str) -> None:
-    _out().print(line, markup=False, highlight=False, soft_wrap=True)
+    """A log or status line on stdout, as it came (no wrapping, markup or emoji codes)."""
+    typer.echo(line)
 
 
 def _note(line: str) -> None:
-    """A remark for people, on stderr, never wrapped (so it can be grepped)."""
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    """A remark for people on stderr, never wrapped (so it can be grepped)."""
+    typer.echo(line, err=True)
 
 
 @app.command("status")
