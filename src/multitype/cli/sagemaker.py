@@ -61,7 +61,7 @@ def _note(line: str) -> None:
 
 
 @app.command("status")
-def status(job: JobArg = None, as_json: JsonOpt = False, root: RootOpt = None,
+def job_status(job: JobArg = None, as_json: JsonOpt = False, root: RootOpt = None,
            config_dir: ConfigDirOpt = "configs") -> None:
     """Status, secondary-status transitions, instances, billable vs training time and spot saving, final metrics."""
     from multitype.cloud.sagemaker import jobs
@@ -98,7 +98,7 @@ def status(job: JobArg = None, as_json: JsonOpt = False, root: RootOpt = None,
 
 
 @app.command("logs")
-def logs(job: JobArg = None,
+def job_logs(job: JobArg = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job has ended.")] = False,
          poll_seconds: PollOpt = 10.0,
          timestamps: Annotated[bool, typer.Option("--timestamps", help="Prefix lines with their UTC time.")] = False,
@@ -112,7 +112,7 @@ def logs(job: JobArg = None,
 
 
 @app.command("stop")
-def stop(job: Annotated[str, typer.Argument(help="Training job name.", show_default=False)],
+def job_stop(job: Annotated[str, typer.Argument(help="Training job name.", show_default=False)],
          root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
     """Stop a running job (StopTrainingJob). Already stopping/stopped: exit 0; already Completed/Failed: exit 2."""
     from multitype.cloud.sagemaker import jobs
@@ -123,7 +123,7 @@ def stop(job: Annotated[str, typer.Argument(help="Training job name.", show_defa
 
 
 @app.command("list")
-def list_(status_: Annotated[Optional[str], typer.Option(
+def job_list(status_: Annotated[Optional[str], typer.Option(
               "--status", help="InProgress | Completed | Failed | Stopping | Stopped.")] = None,
           all_jobs: Annotated[bool, typer.Option("--all", help="Every job in the account and region, not only this project's.")] = False,
           limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many of the newest jobs.")] = 50,
@@ -154,7 +154,7 @@ def list_(status_: Annotated[Optional[str], typer.Option(
 
 
 @app.command("wait")
-def wait(job: JobArg = None,
+def job_wait(job: JobArg = None,
          logs_: Annotated[bool, typer.Option("--logs/--no-logs", help="Print the job's log lines meanwhile.")] = True,
          poll_seconds: PollOpt = 30.0,
          max_seconds: Annotated[Optional[float], typer.Option(
@@ -170,7 +170,7 @@ def wait(job: JobArg = None,
 
 
 @app.command("collect")
-def collect(job: JobArg = None,
+def job_collect(job: JobArg = None,
             force: Annotated[bool, typer.Option("--force", help="Replace a local run that uses the same model name.")] = False,
             root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
     """Download a Completed job's metrics, summary rows, manifests and final models into the root, for 'report'."""
