@@ -239,6 +239,22 @@ def test_stop_an_ended_job_fails_like_aws_cli(proj, cli) -> None:
                                   f"(see 'multitype sagemaker status {JOB}')")
 
 
+def test_stop_a_job_that_ends_meanwhile(proj, cli) -> None:
+    """InProgress when described, Completed when the stop arrives: AWS's ValidationException, answered at our client."""
+    create_job(JOB)
+
+    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse(params["url"], 400, {}, None), {"Error": {
+            "Code": "ValidationException",
+            "Message": "The request was rejected because the training job is in status Completed."}}
+
+    with edit_describe(lambda parsed, call: parsed.update(TrainingJobStatus="InProgress") if call == 1 else None), \
+            hook("sagemaker", "before-call.sagemaker.StopTrainingJob", answer, max_attempts=1):
+        res = cli("sagemaker", "stop", JOB, *proj)
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: training job {JOB} already ended Completed; there is nothing to stop")
+
+
 def test_stop_failure_is_sent_once_and_one_line(proj, cli) -> None:
     """The real moto answer (HTTP 500, no StopTrainingJob): one attempt, one line, exit 2."""
     create_job(JOB)
