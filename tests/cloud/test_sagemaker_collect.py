@@ -125,6 +125,12 @@ def test_collect_into_a_fresh_root_and_force(job, cli) -> None:
     assert res.exit_code == 0, res.stderr
     assert json.loads((local / layout.transformer_metrics("minilm")).read_text())["model"] == "minilm"
     assert (local / "models/final/minilm/config.json").read_bytes() == MODEL["config.json"]
+    # a local run replaces it; collecting again does not overwrite that run
+    (local / layout.transformer_metrics("minilm")).write_text(json.dumps(_record("minilm", "local-2", [0] * 6)))
+    res = cli("sagemaker", "collect", JOB, *job["args"])
+    assert res.exit_code == 0, res.stderr
+    assert json.loads((local / layout.transformer_metrics("minilm")).read_text())["run_id"] == "local-2"
+    assert json.loads((local / layout.transformer_metrics(f"minilm@{JOB}")).read_text())["run_id"] == "sm-run"
 
     other = Path(str(local) + "-2")
     _local_run(other)

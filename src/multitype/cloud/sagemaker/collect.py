@@ -150,23 +150,27 @@ def choose_names(local: Storage, job_name: str, models: dict[str, dict[str, Any]
                  force: bool = False) -> dict[str, str]:
     """The local name of each collected model (slug -> name): the slug, or ``<slug>@<job>`` when it is taken.
 
-    A slug is taken when the local root has its metrics JSON from another run
-    (``run_id`` not one of the job's), or its final model without the job's
-    metrics. ``force`` always takes the slug; names chosen by an earlier collect
-    of the same job are kept.
+    A name is taken when the local root has its metrics JSON from another run
+    (``run_id`` not one of the job's), or its final model without metrics.
+    ``force`` takes the slug regardless. A name that an earlier collect of the
+    same job chose is kept while it is still the job's own.
     """
     earlier = local.read_json(collected_key(job_name)) if local.exists(collected_key(job_name)) else {}
     names = {}
     for slug, info in models.items():
-        before = ((earlier or {}).get("models") or {}).get(slug, {}).get("name")
-        if before and not force:
-            names[slug] = before
-            continue
         kind = kind_of(info["metrics"])
-        run = _record_run(local, metrics_key(kind, slug))
-        taken = (run is not None and run not in run_ids) or (
-            run is None and local.exists(layout.final_model(slug)))
-        names[slug] = f"{slug}{SEPARATOR}{job_name}" if taken and not force else slug
+
+        def taken(name: str) -> bool:
+            run = _record_run(local, metrics_key(kind, name))
+            return (run is not None and run not in run_ids) or (run is None and local.exists(layout.final_model(name)))
+
+        before = ((earlier or {}).get("models") or {}).get(slug, {}).get("name")
+        if force:
+            names[slug] = slug
+        elif before and not taken(before):
+            names[slug] = before
+        else:
+            names[slug] = f"{slug}{SEPARATOR}{job_name}" if taken(slug) else slug
     return names
 
 
