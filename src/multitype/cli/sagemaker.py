@@ -12,3 +12,173 @@ app = typer.Typer(help="Training jobs on Amazon SageMaker (managed spot, checkpo
 
 
 # --- status, logs, stop, list, collect ----------------------------------------------------------
+# (imported here, not at the top, so the launch section's imports merge without conflicts)
+import json  # noqa: E402
+from typing import Annotated, Any, Optional  # noqa: E402
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
+
+from multitype.cli._common import ConfigDirOpt, RootOpt, project  # noqa: E402
+
+# Commands that take an optional JOB default to the newest job launched from this root (runs/sagemaker/).
+
+JobArg = Annotated[Optional[str], typer.Argument(
+    help="Training job name [default: the newest job launched from this root].", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
+PollOpt = Annotated[float, typer.Option("--poll-seconds", min=0.0, help="Seconds between polls.")]
+
+
+def _out() -> Console:
+    """stdout for tables (remarks go to stderr); made per call so COLUMNS counts."""
+    return Console()
+
+
+def _job_project(command: str, root: Optional[str], config_dir: str, job: Optional[str]) -> tuple[Any, str]:
+    from multitype.cloud.sagemaker.records import latest_job
+
+    proj = project(f"sagemaker {command}", root, config_dir)
+    return proj, job or latest_job(proj.storage)
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = int(round(float(value)))
+    hours, rest = divmod(value, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _echo_out(line: str) -> None:
+    """A log or status line on stdout, as it came (no wrapping, markup or emoji codes)."""
+    typer.echo(line)
+
+
+def _note(line: str) -> None:
+    """A remark for people on stderr, never wrapped (so it can be grepped)."""
+    typer.echo(line, err=True)
+
+
+@app.command("status")
+def job_status(job: JobArg = None, as_json: JsonOpt = False, root: RootOpt = None,
+           config_dir: ConfigDirOpt = "configs") -> None:
+    """Status, secondary-status transitions, instances, billable vs training time and spot saving, final metrics."""
+    from multitype.cloud.sagemaker import jobs
+
+    proj, name = _job_project("status", root, config_dir, job)
+    info = jobs.summary(jobs.describe(proj.configs.project.aws, name))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    table = Table(title=f"training job {name}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    spot = "spot" if info["spot"] else "on-demand"
+    saving = f" (spot saving {info['spot_saving_percent']:.1f}%)" if info["spot_saving_percent"] is not None else ""
+    rows = [("status", f"{info['status']} / {info['secondary_status'] or '-'}"),
+            ("instances", f"{info['instance_count']} x {info['instance_type']}, {spot}"),
+            ("training time", _seconds(info["training_seconds"])),
+            ("billable time", _seconds(info["billable_seconds"]) + saving),
+            ("created", info["created"] or "-"), ("ended", info["ended"] or "-")]
+    if info["failure_reason"]:
+        rows.append(("failure reason", info["failure_reason"]))
+    rows += [(f"metric {k}", f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in info["final_metrics"].items()]
+    rows.append(("model artifacts", info["model_artifacts"] or "-"))
+    for field, value in rows:
+        table.add_row(field, Text(str(value)))
+    _out().print(table)
+    if info["transitions"]:
+        steps = Table(title="secondary status transitions", title_justify="left")
+        for column in ("status", "start", "end", "message"):
+            steps.add_column(column)
+        for t in info["transitions"]:
+            steps.add_row(*(Text(str(t[c] or "-")) for c in ("status", "start", "end", "message")))
+        _out().print(steps)
+
+
+@app.command("logs")
+def job_logs(job: JobArg = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job has ended.")] = False,
+         poll_seconds: PollOpt = 10.0,
+         timestamps: Annotated[bool, typer.Option("--timestamps", help="Prefix lines with their UTC time.")] = False,
+         root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """The job's CloudWatch log lines (every host, by time; prefixed with the host when there are several)."""
+    from multitype.cloud.sagemaker.logs import show_logs
+
+    proj, name = _job_project("logs", root, config_dir, job)
+    show_logs(proj.configs.project.aws, name, follow=follow, poll_seconds=poll_seconds, echo=_echo_out,
+              note=_note, timestamps=timestamps)
+
+
+@app.command("stop")
+def job_stop(job: Annotated[str, typer.Argument(help="Training job name.", show_default=False)],
+         root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """Stop a running job (StopTrainingJob). Already stopping/stopped: exit 0; already Completed/Failed: exit 2."""
+    from multitype.cloud.sagemaker import jobs
+
+    proj = project("sagemaker stop", root, config_dir)
+    _, message = jobs.stop(proj.configs.project.aws, job)
+    _note(message)
+
+
+@app.command("list")
+def job_list(status_: Annotated[Optional[str], typer.Option(
+              "--status", help="InProgress | Completed | Failed | Stopping | Stopped.")] = None,
+          all_jobs: Annotated[bool, typer.Option("--all", help="Every job in the account and region, not only this project's.")] = False,
+          limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many of the newest jobs.")] = 50,
+          as_json: JsonOpt = False, root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """Training jobs, newest first: this project's (named multitype-... or launched from this root), or --all."""
+    from multitype.cloud.sagemaker import jobs
+    from multitype.cloud.sagemaker.records import list_jobs
+
+    proj = project("sagemaker list", root, config_dir)
+    own = [str(r["job_name"]) for r in list_jobs(proj.storage)]
+    rows = jobs.list_jobs(proj.configs.project.aws, status=status_, all_jobs=all_jobs, own=own, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        which = "in this account and region" if all_jobs else "from this project"
+        _note(f"no training jobs {which}" + (f" with status {status_}" if status_ else ""))
+        return
+    table = Table()
+    for column in ("job", "status", "instance", "spot", "duration", "created"):
+        table.add_column(column)
+    for r in rows:
+        instance = f"{r['instance_count']} x {r['instance_type']}" if r["instance_type"] else "-"
+        spot = "-" if r["spot"] is None else ("spot" if r["spot"] else "on-demand")
+        table.add_row(Text(r["job_name"]), r["status"], instance, spot, _seconds(r["duration_seconds"]),
+                      r["created"] or "-")
+    _out().print(table)
+
+
+@app.command("wait")
+def job_wait(job: JobArg = None,
+         logs_: Annotated[bool, typer.Option("--logs/--no-logs", help="Print the job's log lines meanwhile.")] = True,
+         poll_seconds: PollOpt = 30.0,
+         max_seconds: Annotated[Optional[float], typer.Option(
+             "--max-seconds", min=0.0, help="Give up after this long [default: the job's MaxRuntime + MaxWait + 1 h].")] = None,
+         root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """Wait until the job ends; exit 0 Completed, 1 Failed (FailureReason printed), 143 Stopped."""
+    from multitype.cloud.sagemaker import jobs
+
+    proj, name = _job_project("wait", root, config_dir, job)
+    desc = jobs.wait(proj.configs.project.aws, name, follow_logs=logs_, poll_seconds=poll_seconds,
+                     echo=_echo_out, max_seconds=max_seconds)
+    raise typer.Exit(jobs.exit_code(desc["TrainingJobStatus"]))
+
+
+@app.command("collect")
+def job_collect(job: JobArg = None,
+            force: Annotated[bool, typer.Option("--force", help="Replace a local run that uses the same model name.")] = False,
+            root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """Download a Completed job's metrics, summary rows, manifests and final models into the root, for 'report'."""
+    from multitype.cloud.sagemaker.collect import collect as collect_job
+
+    proj, name = _job_project("collect", root, config_dir, job)
+    done = collect_job(proj.storage, proj.configs.project.aws, name, force=force,
+                       endpoint_url=proj.storage.endpoint_url,
+                       echo=_note)
+    _note(f"collected {len(done['models'])} model(s) of {name} into {proj.storage.url()}; "
+          "'multitype report' compares them with the local runs")

@@ -74,7 +74,8 @@ def client(service: str, aws: AwsConfig, max_attempts: int | None = None) -> Any
         with _LOCK:
             if key not in _CLIENTS:
                 config = Config(region_name=aws.region, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                                retries={"max_attempts": attempts, "mode": "standard"},
+                                # botocore reads retries["max_attempts"] as retries, not attempts
+                                retries={"total_max_attempts": attempts, "mode": "standard"},
                                 user_agent_extra="multitype")
                 _CLIENTS[key] = sess.create_client(service, config=config)
             return _CLIENTS[key]

@@ -38,8 +38,8 @@ def load_job(storage: Storage, job_name: str) -> dict[str, Any] | None:
 
 def list_jobs(storage: Storage) -> list[dict[str, Any]]:
     """Every record in this root, oldest first."""
-    records = [storage.read_json(f"{FOLDER}/{name}") for name in storage.walk_files(FOLDER)
-               if name.endswith(".json") and "/" not in name]  # not runs/sagemaker/<job>/result.json
+    records = [storage.read_json(f"{FOLDER}/{name}") for name in storage.listdir(FOLDER)
+               if name.endswith(".json")]  # names directly under it: not runs/sagemaker/<job>/result.json
     return sorted((r for r in records if isinstance(r, dict) and r.get("job_name")),
                   key=lambda r: (str(r.get("launched_at", "")), str(r["job_name"])))
 
