@@ -228,18 +228,20 @@ def validate_request(request: Mapping[str, Any], root: str) -> None:
     from multitype.cloud import catalog
 
     operation = _operation()
+    errors = []
+    role = request.get("RoleArn")
+    if isinstance(role, str) and not _ROLE_ARN.match(role):  # before botocore: its length rule says less
+        errors.append(f"RoleArn {role!r} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>); "
+                      "fix aws.sagemaker_role in project.yaml or SAGEMAKER_ROLE")
     try:
         validate_parameters(dict(request), operation.input_shape)
     except ParamValidationError as exc:
-        raise AwsError(f"invalid CreateTrainingJob request: {' '.join(str(exc).split())}") from None
+        errors.append(f"invalid CreateTrainingJob request: {' '.join(str(exc).split())}")
+    if errors:  # the rest reads the request's structure, which botocore has not vouched for
+        raise AwsError("; ".join(errors))
     errors = _shape_errors(request, operation.input_shape, "CreateTrainingJob")
-
     resources = request["ResourceConfig"]
     catalog.check_instance_type(resources["InstanceType"])
-    role = request["RoleArn"]
-    if not _ROLE_ARN.match(role):
-        errors.append(f"RoleArn {role!r} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>); "
-                      "fix aws.sagemaker_role in project.yaml or SAGEMAKER_ROLE")
     inside = root.rstrip("/") + "/"
     for where, uri in _s3_uris(request):
         if not (uri + "/").startswith(inside):
