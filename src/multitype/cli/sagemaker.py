@@ -66,13 +66,10 @@ def launch(
         from multitype.cloud.sagemaker import jobs
 
         code = 0
-        for job in result.jobs:
+        for job in result.jobs:  # wait() prints the log lines and how the job ended (FailureReason included)
             final = jobs.wait(proj.configs.project.aws, job.job_name, follow_logs=True,
                               echo=lambda line: typer.echo(line))
-            status = str(final.get("TrainingJobStatus", ""))
-            reason = final.get("FailureReason")
-            console.print(f"{job.job_name}: {status}{f' ({reason})' if reason else ''}", markup=False)
-            code = code or jobs.exit_code(status)
+            code = code or jobs.exit_code(str(final.get("TrainingJobStatus", "")))
         if code:
             raise typer.Exit(code)
 

@@ -83,7 +83,9 @@ class LaunchResult:
     sourcedir_uri: str
     sourcedir_bytes: int
     uploaded: list[str] = field(default_factory=list)
+    uploaded_bytes: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,8 @@ def _local_folder(project: Project) -> Path:
     return Path.cwd() if project.storage.remote else project.storage.local_path()
 
 
-def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: Path) -> list[str]:
-    """Push data/processed, configs and code (with the sourcedir) to ``root``; returns the keys uploaded."""
+def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: Path) -> tuple[list[str], int]:
+    """Push data/processed, configs and code (with the sourcedir) to ``root``; returns the keys uploaded, bytes."""
     from multitype.cloud.bundle import code_files
     from multitype.sync import sync
 
@@ -205,37 +207,44 @@ def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: P
     aws = project.configs.project.aws
     target = Storage(root, endpoint_url=storage_cfg.endpoint_url, profile=aws.profile)
     uploaded: list[str] = []
+    size = 0
     config_in_root = (not project.storage.remote and not is_remote(config_dir)
                       and Path(config_dir).resolve() == (local / layout.CONFIGS).resolve())
     if project.storage.remote:  # data and results already live there: add the code only
         if not target.exists(sourcedir.key):
             target.put_file(sourcedir.path, sourcedir.key)
             uploaded.append(sourcedir.key)
+            size += sourcedir.size
     else:
         files = {**code_files(local), sourcedir.key: sourcedir.path}
         groups = ["data/processed", "code"] + (["configs"] if config_in_root else [])
         result = sync("push", local=local, remote=root, only=groups, endpoint_url=storage_cfg.endpoint_url,
                       profile=aws.profile, code_files=files)
         uploaded += result.uploaded
+        size += result.bytes
     if not config_in_root:  # the configs in force come from --config-dir, not from <root>/configs
-        uploaded += _push_configs(config_dir, target, storage_cfg.endpoint_url, aws.profile)
-    return uploaded
+        written, count = _push_configs(config_dir, target, storage_cfg.endpoint_url, aws.profile)
+        uploaded += written
+        size += count
+    return uploaded, size
 
 
-def _push_configs(config_dir: str, target: Storage, endpoint_url: str | None, profile: str | None) -> list[str]:
+def _push_configs(config_dir: str, target: Storage, endpoint_url: str | None,
+                  profile: str | None) -> tuple[list[str], int]:
     import fsspec
 
     from multitype.storage import storage_options
 
     fs, base = fsspec.core.url_to_fs(config_dir, **storage_options(config_dir, endpoint_url, profile))
-    written = []
+    written, size = [], 0
     for name in CONFIG_FILES.values():
         text = fs.cat_file(f"{base.rstrip('/')}/{name}").decode("utf-8")
         key = f"{layout.CONFIGS}/{name}"
         if not target.exists(key) or target.read_text(key) != text:
             target.write_text(key, text)
             written.append(key)
-    return written
+            size += len(text.encode("utf-8"))
+    return written, size
 
 
 def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
@@ -267,7 +276,14 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     DataError
         The processed data of a channel is missing.
     """
-    start = time.perf_counter()
+    start = last = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        phases[name], last = now - last, now
+
     aws = project.configs.project.aws
     sm = aws.sagemaker
     jobs = _plan(project, opts)
@@ -286,18 +302,21 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     role = _role(opts, aws.sagemaker_role)
     root = _remote_root(project, opts)
     image = _image(opts, aws.region, instance_type, sm.image_uri)
+    lap("settings_and_catalog")
     channels = _channels(project, root)
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
     if not opts.dry_run:
         cloud_aws.check_credentials(aws)
+    lap("data_and_credentials")
 
     from multitype.cloud.sagemaker.sourcedir import build_sourcedir
 
     local = _local_folder(project)
     sourcedir = build_sourcedir(local)
     sourcedir_uri = f"{root}/{sourcedir.key}"
+    lap("sourcedir")
     now = time.time()
     launched = []
     for job in jobs:
@@ -312,17 +331,20 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     names = [j.job_name for j in launched]
     if len(set(names)) != len(names):
         raise AwsError(f"two jobs would be named alike ({', '.join(names)}); give the models distinct names")
-    result = LaunchResult(launched, sourcedir_uri, sourcedir.size)
+    lap("requests_validated")
+    result = LaunchResult(launched, sourcedir_uri, sourcedir.size, phases=phases)
     if opts.dry_run:
         result.seconds = time.perf_counter() - start
         return result
 
-    result.uploaded = _push(project, root, config_dir, sourcedir, local)
+    result.uploaded, result.uploaded_bytes = _push(project, root, config_dir, sourcedir, local)
     client = cloud_aws.client("sagemaker", aws, max_attempts=1)  # a create is not retried blindly
+    lap("push")
     for item, job in zip(launched, jobs):
         item.seconds_to_request = time.perf_counter() - start
         with cloud_aws.aws_errors(f"start the training job {item.job_name}", aws):
             client.create_training_job(**item.request)
+        lap(f"create {item.job_name}")
         item.record = records.save_job(project.storage, item.job_name, {
             "task": job.task, "models": job.models, "region": aws.region, "root": root,
             "instance_type": instance_type, "instance_count": count, "spot": spot, "image": image.uri,
@@ -331,6 +353,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
         echo(f"started {item.job_name} ({job.task}, {instance_type} x{count}, "
              f"{'spot' if spot else 'on-demand'}): {item.console_url}")
     result.seconds = time.perf_counter() - start
-    echo(f"sourcedir {sourcedir.size / 1024:.0f} KiB; {len(result.uploaded)} file(s) uploaded; request sent "
-         f"{launched[0].seconds_to_request:.1f} s after the start")
+    echo(f"sourcedir {sourcedir.size / 1024:.0f} KiB; {len(result.uploaded)} file(s) uploaded "
+         f"({result.uploaded_bytes / 2**20:.1f} MiB); request sent {launched[0].seconds_to_request:.1f} s after "
+         "the start")
     return result
