@@ -236,6 +236,9 @@ BAD = {
     "several instances for baselines": (None, ("--baselines", "--instance-count", "2"),
                                         r"^error: --instance-count 2 needs one transformer"),
     "bad hyperparameter": (None, ("--learning-rate", "-1"), r"^error: .*learning_rate"),
+    "local model folder": (lambda env, mp: (env.root / "mymodel").mkdir() or (env.root / "mymodel/config.json")
+                           .write_text("{}"), ("--model-name", "{root}/mymodel"),
+                           r"^error: model '.*/mymodel' is a local folder, which a SageMaker job cannot read"),
 }
 
 
@@ -244,7 +247,7 @@ def test_bad_input_launches_nothing(env: Env, cli, monkeypatch: pytest.MonkeyPat
     setup, extra, message = BAD[case]
     if setup is not None:
         setup(env, monkeypatch)
-    result = cli(*env.args(*extra))
+    result = cli(*env.args(*(arg.format(root=env.root) for arg in extra)))
     assert result.exit_code == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     import re
@@ -315,3 +318,27 @@ def test_wait_maps_the_final_status(env: Env, cli, fake_jobs, status: str, reaso
     assert follow is True and name == env.sent[0]["TrainingJobName"]
     assert f"[{name}] METRIC val_macro_f1=0.9" in result.stdout
     assert f"training job {name} ended {status}" in result.stdout
+
+
+def test_root_on_s3_adds_only_the_sourcedir_and_configs(env: Env, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from multitype.sync import sync
+
+    workdir = env.root.parent / "elsewhere"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+
+    sync("push", local=env.root, remote=env.remote, only="data")
+    before = set(env.keys())
+    result = cli("sagemaker", "launch", "--model-name", "minilm", "--root", env.remote, "--config-dir", env.configs)
+    assert result.exit_code == 0, result.stderr
+    [sent] = env.sent
+    added = sorted(set(env.keys()) - before)
+    assert [k for k in added if not k.startswith("proj/runs/")] == sorted(
+        ["proj/" + _sourcedir_key(env)] + [f"proj/configs/{n}" for n in
+                                          ("data_config.yaml", "models_baseline.yaml", "models_transformer.yaml",
+                                           "project.yaml")])
+    assert f"proj/runs/sagemaker/{sent['TrainingJobName']}.json" in added  # the record lives in the root
+    assert json.loads(sent["HyperParameters"]["root"]) == env.remote
+    assert list(workdir.iterdir()) == []  # nothing staged in the working folder
+    assert sent["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == \
+        f"{env.remote}/data/processed/train_4class.csv"

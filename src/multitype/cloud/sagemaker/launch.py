@@ -21,6 +21,7 @@ The route through :func:`launch`, in order, so that bad input costs nothing:
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,13 @@ def _plan(project: Project, opts: LaunchOptions) -> list[_Job]:
     if opts.model_name and opts.models:
         raise AwsError("pass either --model-name M (one model) or --models A B ... (several), not both")
     names = opts.models or [opts.model_name or project.configs.transformer.defaults.model_name]
+    from multitype.transformer.models import MINILM_ALIAS, resolve_model
+
     for name in names:  # the flags are checked against each model's config now, not inside the job
         project.configs.transformer.params_for(name, **given)
+        if name != MINILM_ALIAS and resolve_model(name).local:
+            raise AwsError(f"model {name!r} is a local folder, which a SageMaker job cannot read; use 'minilm' "
+                           "or a Hugging Face hub id")
     hyper_common = {k.replace("_", "-"): v for k, v in given.items()}
     if len(names) > 1 and not opts.one_job_per_model:
         return [_Job("parallel", "parallel", names, {"models": ",".join(names), **hyper_common, **resume})]
@@ -194,8 +200,16 @@ def _tags(project: Project, job: _Job) -> dict[str, str]:
 
 
 def _local_folder(project: Project) -> Path:
-    """The folder the code and the staged files come from: the local root, or the working folder."""
-    return Path.cwd() if project.storage.remote else project.storage.local_path()
+    """Where the code comes from and the generated files are staged.
+
+    A local root is the project folder (its ``src/`` if it has one, else the
+    running package). With a root on S3 nothing is written to the working
+    folder: the running package is packed in a per-user temp folder.
+    """
+    if not project.storage.remote:
+        return project.storage.local_path()
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"multitype-{uid}" / "sagemaker-launch"
 
 
 def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: Path) -> tuple[list[str], int]:
