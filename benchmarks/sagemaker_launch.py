@@ -96,6 +96,7 @@ def main() -> None:
     moto.start()
     try:
         env = {**os.environ, **weed.env, "AWS_ENDPOINT_URL_SAGEMAKER": f"http://127.0.0.1:{port}",
+               "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{port}",
                "SAGEMAKER_ROLE": "arn:aws:iam::123456789012:role/Bench", "PYTHONPATH": str(REPO / "src"),
                "AWS_EC2_METADATA_DISABLED": "true"}
         runs: dict[str, list[dict]] = {"first": [], "again": [], "code-change": []}

@@ -194,6 +194,13 @@ def test_dry_run_prints_the_request_and_sends_nothing(env: Env, cli) -> None:
     assert result.exit_code == 0, result.stderr
     request = json.loads(result.stdout)
     assert request["HyperParameters"]["model-name"] == '"minilm"' and request["RoleArn"] == ROLE
+    result = cli(*env.args("--dry-run", "--baselines", "--models", "logreg"))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["HyperParameters"]["models"] == '"logreg"'
+    custom = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:2.7.1-gpu-py312"
+    result = cli(*env.args("--dry-run", "--image-uri", custom))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["AlgorithmSpecification"]["TrainingImage"] == custom
     assert "(dry run) nothing uploaded or started" in result.stderr
     assert env.sent == [] and env.keys() == [] and env.jobs() == []
 
@@ -235,6 +242,10 @@ BAD = {
                                    r"GPU\(s\); pick a multi-GPU --instance-type such as ml.g4dn.12xlarge"),
     "several instances for baselines": (None, ("--baselines", "--instance-count", "2"),
                                         r"^error: --instance-count 2 needs one transformer"),
+    "image with another torch": (None, ("--image-uri", "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+                                        "pytorch-training:1.13.1-gpu-py39-cu117-ubuntu20.04-sagemaker"),
+                                 r"^error: the image .*pytorch-training:1.13.1-gpu.* has torch 1.13.1, outside the "
+                                 r"supported range torch"),
     "bad hyperparameter": (None, ("--learning-rate", "-1"), r"^error: .*learning_rate"),
     "local model folder": (lambda env, mp: (env.root / "mymodel").mkdir() or (env.root / "mymodel/config.json")
                            .write_text("{}"), ("--model-name", "{root}/mymodel"),
@@ -277,6 +288,26 @@ def test_create_refused_by_aws_is_one_line(env: Env, cli) -> None:
         "error: cannot start the training job multitype-minilm-")
     assert "ResourceLimitExceeded: The account-level service limit" in result.stderr
     assert len(env.sent) == 1 and env.jobs() == []
+
+
+def test_expired_credentials_fail_before_any_upload(env: Env, cli) -> None:
+    def expired(params: dict[str, Any], **_: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        # what STS answers for an expired session token (moto accepts any key, so it is injected here)
+        raise ClientError({"Error": {"Code": "ExpiredToken", "Message": "The security token included in the "
+                                     "request is expired"}}, "GetCallerIdentity")
+
+    sts = aws.client("sts", AwsConfig())
+    sts.meta.events.register("before-call.sts.GetCallerIdentity", expired, unique_id="test-expired")
+    try:
+        result = cli(*env.args())
+    finally:
+        sts.meta.events.unregister("before-call.sts.GetCallerIdentity", unique_id="test-expired")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: cannot check the AWS credentials: the AWS credentials have expired "
+                                     "(ExpiredToken); refresh them (aws sso login, a new session token) and retry")
+    assert env.sent == [] and env.keys() == [] and env.jobs() == []
 
 
 @pytest.fixture

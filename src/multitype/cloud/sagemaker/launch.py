@@ -9,7 +9,7 @@ The route through :func:`launch`, in order, so that bad input costs nothing:
 2. the instance type and the image from the catalog (:mod:`multitype.cloud.catalog`),
    the image's torch against the range we and our dependencies support;
 3. the processed data of every channel is there (else: run ``multitype prepare``);
-4. credentials resolve;
+4. credentials resolve and STS accepts them (expired keys fail here);
 5. the sourcedir is packed and each request built and validated
    (:mod:`~multitype.cloud.sagemaker.request`); ``--dry-run`` stops here;
 6. ``data/processed``, the configs and the code (with the sourcedir) are
@@ -321,8 +321,12 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
+    account = None
     if not opts.dry_run:
         cloud_aws.check_credentials(aws)
+        # resolving is not enough: expired or revoked keys fail here, before anything is uploaded
+        with cloud_aws.aws_errors("check the AWS credentials", aws):
+            account = cloud_aws.client("sts", aws).get_caller_identity().get("Account")
     lap("data_and_credentials")
 
     from multitype.cloud.sagemaker.sourcedir import build_sourcedir
@@ -360,7 +364,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
             client.create_training_job(**item.request)
         lap(f"create {item.job_name}")
         item.record = records.save_job(project.storage, item.job_name, {
-            "task": job.task, "models": job.models, "region": aws.region, "root": root,
+            "task": job.task, "models": job.models, "region": aws.region, "account": account, "root": root,
             "instance_type": instance_type, "instance_count": count, "spot": spot, "image": image.uri,
             "torch_version": image.torch_version, "sourcedir": sourcedir_uri, "sourcedir_bytes": sourcedir.size,
             "console_url": item.console_url, "request": item.request})
