@@ -83,3 +83,4 @@ def test_image_uri_override_is_checked_by_its_tag() -> None:
         warnings.simplefilter("always")
         catalog.check_torch(custom, ">=2.2,<3")
     assert "cannot tell the torch version of the image" in str(caught[0].message)
+    assert caught[0].category is catalog.UnknownTorchWarning

@@ -201,6 +201,10 @@ def test_dry_run_prints_the_request_and_sends_nothing(env: Env, cli) -> None:
     result = cli(*env.args("--dry-run", "--image-uri", custom))
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["AlgorithmSpecification"]["TrainingImage"] == custom
+    result = cli(*env.args("--dry-run", "--image-uri", custom.replace(":2.7.1-gpu-py312", ":latest")))
+    assert result.exit_code == 0, result.stderr
+    assert "warning: cannot tell the torch version of the image 123456789012.dkr.ecr.us-east-1.amazonaws.com/" \
+           "mine:latest; make sure it is torch" in " ".join(result.stderr.split())
     assert "(dry run) nothing uploaded or started" in result.stderr
     assert env.sent == [] and env.keys() == [] and env.jobs() == []
 

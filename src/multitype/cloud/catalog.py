@@ -32,6 +32,10 @@ IMAGE_FRAMEWORK = "pytorch"
 _TAG = re.compile(r":(?P<version>\d+\.\d+(?:\.\d+)?)-(?P<processor>cpu|gpu)-(?P<py>py\d+)")
 
 
+class UnknownTorchWarning(UserWarning):
+    """An image whose tag does not say its torch version (a custom image): accepted, unchecked."""
+
+
 @dataclass(frozen=True)
 class TrainingImage:
     """A training image and what it holds (``torch_version`` None: unknown, a custom image)."""
@@ -221,7 +225,7 @@ def check_torch(image: TrainingImage, specifier: str | None = None) -> None:
     specifier = torch_requirement() if specifier is None else specifier
     if image.torch_version is None:
         warnings.warn(f"cannot tell the torch version of the image {image.uri}; make sure it is torch "
-                      f"{specifier or '(any)'}", stacklevel=2)
+                      f"{specifier or '(any)'}", UnknownTorchWarning, stacklevel=2)
         return
     if specifier and not _allowed(image.torch_version, specifier):
         raise AwsError(f"the image {image.uri} has torch {image.torch_version}, outside the supported range "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -158,13 +159,18 @@ def _remote_root(project: Project, opts: LaunchOptions) -> str:
     return remote.rstrip("/")
 
 
-def _image(opts: LaunchOptions, region: str, instance_type: str, configured: str | None) -> catalog.TrainingImage:
+def _image(opts: LaunchOptions, region: str, instance_type: str, configured: str | None,
+           echo: Callable[[str], None]) -> catalog.TrainingImage:
     from multitype.cloud.sagemaker.sourcedir import torch_specifier
 
     specifier = torch_specifier()
     uri = opts.image_uri or configured
     image = catalog.image_from_uri(uri) if uri else catalog.pytorch_training_image(region, instance_type, specifier)
-    catalog.check_torch(image, specifier)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", catalog.UnknownTorchWarning)
+        catalog.check_torch(image, specifier)
+    for warning in caught:
+        echo(f"warning: {warning.message}")
     return image
 
 
@@ -315,7 +321,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     count = opts.instance_count or (sm.instance_count if task == "transformer" else 1)
     role = _role(opts, aws.sagemaker_role)
     root = _remote_root(project, opts)
-    image = _image(opts, aws.region, instance_type, sm.image_uri)
+    image = _image(opts, aws.region, instance_type, sm.image_uri, echo)
     lap("settings_and_catalog")
     channels = _channels(project, root)
     spot = sm.spot if opts.spot is None else opts.spot
