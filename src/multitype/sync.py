@@ -135,7 +135,7 @@ def _local_tree(local: Path, groups: Iterable[str], direction: Direction,
                 code_files: Mapping[str, str | os.PathLike[str]] | None) -> dict[str, _Local]:
     tree: dict[str, _Local] = {}
     for group in groups:
-        folder = layout.SYNC_GROUPS[group]
+        folder = layout.SYNC_GROUPS.get(group, group)
         if group == "code" and direction == "push":
             if code_files is None:
                 raise UserError("pushing the code group needs the bundle's files: run 'multitype sync push --only "
@@ -153,7 +153,7 @@ def _modified(info: dict[str, Any]) -> float:
 
 def _remote_tree(storage: Storage, groups: Iterable[str]) -> dict[str, _Remote]:
     """One listing per group, all at once."""
-    folders = [layout.SYNC_GROUPS[g] for g in groups]
+    folders = [layout.SYNC_GROUPS.get(g, g) for g in groups]
     tree: dict[str, _Remote] = {}
     with ThreadPoolExecutor(max_workers=max(len(folders), 1), thread_name_prefix="sync-list") as pool:
         for listing in pool.map(storage.walk_files, folders):
@@ -249,7 +249,8 @@ def parse_only(only: str | Iterable[str] | None) -> list[str]:
     if only is None:
         return list(DEFAULT_GROUPS)
     names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n and n.strip()]
-    unknown = [n for n in names if n not in layout.SYNC_GROUPS]
+    # a folder inside a group ("data/processed") narrows it; sagemaker launch pushes only that
+    unknown = [n for n in names if n.split("/", 1)[0] not in layout.SYNC_GROUPS or ".." in n.split("/")]
     if unknown or not names:
         raise UserError(f"--only: unknown group(s) {', '.join(repr(n) for n in unknown) or 'none given'}; "
                         f"choose from {','.join(GROUPS)}")
@@ -369,7 +370,7 @@ def sync(
         _transfer(direction, todo, local_root, local_tree, remote_tree, storage, state, result, jobs, progress)
         if direction == "push" and todo:
             touched = {k.split("/", 1)[0] for k in todo}
-            fresh = _remote_tree(storage, [g for g in groups if layout.SYNC_GROUPS[g] in touched])
+            fresh = _remote_tree(storage, [g for g in groups if layout.SYNC_GROUPS.get(g, g).split("/")[0] in touched])
             for key in result.uploaded:
                 if key in fresh:
                     state.record(key, local_tree[key], fresh[key].etag)
