@@ -115,7 +115,7 @@ def test_spot_then_on_demand_multi_instance(env: Env, cli) -> None:
     assert result.stdout.strip() == name and name.startswith("multitype-minilm-")
     key = _sourcedir_key(env)
     assert sent == _expected(env, name, image=_image("ml.g5.xlarge"), task="transformer",
-                             hyper={"model-name": "minilm", "num-epochs": 2.0, "learning-rate": 3e-5,
+                             hyper={"model-name": "minilm", "num-epochs": 2, "learning-rate": 3e-5,
                                     "resume": "auto"},
                              instance_type="ml.g5.xlarge", count=1, spot=True, models="minilm", sourcedir_key=key)
     assert "-gpu-" in sent["AlgorithmSpecification"]["TrainingImage"]

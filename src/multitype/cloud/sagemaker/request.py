@@ -60,8 +60,12 @@ def job_name(slug: str, now: float | None = None) -> str:
 
 
 def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
-    """Every value JSON-encoded as a string, as the SageMaker SDK sends them (``3`` -> ``"3"``, ``"a"`` -> ``'"a"'``)."""
-    return {key: json.dumps(value) for key, value in values.items() if value is not None}
+    """Every value JSON-encoded as a string, as the SageMaker SDK sends them (``3`` -> ``"3"``, ``"a"`` -> ``'"a"'``).
+
+    A whole float (``--num-epochs 2`` arrives as ``2.0``) is sent as the integer it is.
+    """
+    return {key: json.dumps(int(value) if isinstance(value, float) and value.is_integer() else value)
+            for key, value in values.items() if value is not None}
 
 
 def build_request(*, name: str, image_uri: str, role_arn: str, root: str, region: str, sourcedir_uri: str,
