@@ -16,7 +16,7 @@ import traceback
 import typer
 import typer.main
 
-from multitype.cli import pipeline, sagemaker, sync, train
+from multitype.cli import cost, doctor, ec2, iam, pipeline, sagemaker, sync, train
 from multitype.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -30,6 +30,10 @@ pipeline.register(app)
 app.add_typer(train.app, name="train")
 app.add_typer(sync.app, name="sync")
 app.add_typer(sagemaker.app, name="sagemaker")
+app.add_typer(ec2.app, name="ec2")
+app.add_typer(cost.app, name="cost")
+app.add_typer(iam.app, name="iam")
+doctor.register(app)
 
 
 def split_debug_flag(args: list[str]) -> tuple[list[str], bool]:
