@@ -249,6 +249,7 @@ def test_baseline_job(s3_server: Any, tmp_path: Path) -> None:
         assert predictor.predict(["Shares fell sharply on the stock market."])[0][0] in predictor.labels
         record = _s3_json(s3_server, bucket, f"proj/results/baseline/{name}_metrics.json")
         assert record["model"] == name and 0 <= record["accuracy"] <= 1
+    assert not (base / "multitype-work" / "results").exists()  # baselines follow Outputs.results
     keys = s3_server.list_keys(bucket, "proj/")
     assert "proj/results/baseline/baseline_summary.csv" in keys
     assert [k for k in keys if k.endswith("manifest.json")] == [f"proj/runs/{record['run_id']}/manifest.json"]
@@ -256,3 +257,28 @@ def test_baseline_job(s3_server: Any, tmp_path: Path) -> None:
     assert result["task"] == "baseline" and result["run_ids"] == [record["run_id"]]
     assert result["models"] == {name: {"metrics": f"results/baseline/{name}_metrics.json", "model_dir": name}
                                 for name in ("logreg", "linear_svm")}
+
+
+@pytest.mark.slow
+def test_parallel_job(s3_server: Any, tmp_path: Path, project: tuple[Path, Path]) -> None:
+    """``train parallel`` in a job: each model in SM_MODEL_DIR/<slug>/, its logs, metrics and manifests in S3."""
+    from multitype.predictor import load_predictor
+
+    bucket = s3_server.make_bucket()
+    job = "multitype-parallel-20261201-120000"
+    base = opt_ml.build_tree(tmp_path / "ml", *project, {"task": "parallel", "models": "minilm", "num-epochs": 1,
+                                                         "root": f"s3://{bucket}/proj"})
+    code, out, err = opt_ml.run(base, job, env=s3_server.env)
+    assert code == 0, err
+    assert load_predictor(base / "model" / "minilm", device="cpu").labels == ["business", "politics", "sports", "tech"]
+    assert (base / "checkpoints" / "minilm-best").is_dir()
+    record = _s3_json(s3_server, bucket, "proj/results/transformer/minilm_metrics.json")
+    assert record["epochs_trained"] == 1  # the num-epochs hyperparameter reached the child
+    result = _s3_json(s3_server, bucket, f"proj/runs/sagemaker/{job}/result.json")
+    assert result["task"] == "parallel" and result["run_ids"][1:] == [record["run_id"]]
+    assert result["models"] == {"minilm": {"metrics": "results/transformer/minilm_metrics.json",
+                                           "model_dir": "minilm"}}
+    keys = s3_server.list_keys(bucket, "proj/")
+    parent = result["run_ids"][0]
+    assert {f"proj/runs/{parent}/manifest.json", f"proj/runs/{parent}/minilm.log",
+            f"proj/runs/{record['run_id']}/manifest.json"} <= set(keys)

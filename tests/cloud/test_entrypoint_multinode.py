@@ -74,3 +74,37 @@ def test_two_hosts_train_one_model(s3_server: Any, tmp_path: Path) -> None:
     # the METRIC lines come from global rank 0 alone
     assert any(line.startswith("METRIC test_accuracy=") for line in outputs[0][0].splitlines())
     assert not any(line.startswith("METRIC") for line in outputs[1][0].splitlines())
+
+
+@pytest.mark.slow
+def test_sigterm_reaches_the_ranks_through_torchrun(s3_server: Any, tmp_path: Path) -> None:
+    """Several processes on one host (SM_NUM_GPUS=2 on CPU: 2 gloo ranks): SIGTERM is forwarded, the ranks
+    save a step checkpoint, the entry script exits 143."""
+    import signal
+
+    from multitype.storage import COMPLETE_MARKER
+
+    project = write_processed(tmp_path / "root")
+    configs = write_configs(tmp_path / "configs", transformer=transformer_yaml(num_epochs=6, batch_size=4))
+    bucket = s3_server.make_bucket()
+    base = opt_ml.build_tree(tmp_path / "ml", project, configs, {"task": "transformer", "model-name": "minilm",
+                                                                 "root": f"s3://{bucket}/proj"})
+    env = {"SM_NUM_GPUS": "2", "MULTITYPE_SM_MASTER_PORT": str(_free_ports(1)[0]), "GLOO_SOCKET_IFNAME": "lo",
+           **s3_server.env}
+    proc = opt_ml.start(base, JOB, env=env)
+    try:
+        opt_ml.wait_for(lambda: (base / "checkpoints" / "minilm-step2" / COMPLETE_MARKER).exists(), proc)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = opt_ml.output(base)[1]
+    assert code == 143, err[-3000:]
+    assert "--nnodes=1 --node_rank=0 --nproc_per_node=2 --master_addr=127.0.0.1" in err
+    steps = sorted(int(p.name.rsplit("step", 1)[1]) for p in (base / "checkpoints").glob("minilm-step*"))
+    assert steps and steps[-1] > 2 and steps[-1] < 18, steps  # saved after the signal, before the end (18 steps)
+    state = json.loads((base / "checkpoints" / f"minilm-step{steps[-1]}" / "state.json").read_text())
+    assert state["world_size"] == 2
+    assert not s3_server.list_keys(bucket, f"proj/runs/sagemaker/{JOB}/")
