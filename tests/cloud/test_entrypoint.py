@@ -85,6 +85,9 @@ def test_torchrun_rendezvous_from_the_hosts(tmp_path: Path, project: tuple[Path,
 @pytest.mark.parametrize("hyperparameters, channels, message", [
     ({"root": "s3://my-bucket/proj"}, opt_ml.CHANNELS, "hyperparameter 'task' must be one of transformer, baseline, parallel"),
     ({"task": "tune", "root": "s3://my-bucket/proj"}, opt_ml.CHANNELS, "got 'tune'"),
+    ({"task": "transformer"}, opt_ml.CHANNELS, "hyperparameter 'root' (the S3 root that results/ and runs/ go to)"),
+    ({"task": "transformer", "models": "a,b", "root": "s3://my-bucket/proj"}, opt_ml.CHANNELS,
+     "task transformer trains one model"),
     ({"task": "parallel", "root": "s3://my-bucket/proj"}, opt_ml.CHANNELS, "task parallel needs hyperparameter 'models'"),
     ({"task": "transformer", "resume": "always", "root": "s3://my-bucket/proj"}, opt_ml.CHANNELS,
      "'resume' must be 'auto' or 'never', got 'always'"),
@@ -117,6 +120,48 @@ def test_a_channel_without_its_file_names_both(tmp_path: Path, project: tuple[Pa
     err = capsys.readouterr().err
     assert f"error: {base}/input/data/train/train_4class.csv not found (labels.json has 4 classes; the channel " \
            "holds x.csv)" in err
+
+
+def test_baselines_run_on_the_first_host_alone(tmp_path: Path, project: tuple[Path, Path],
+                                              capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = opt_ml.build_tree(tmp_path / "ml", *project, {"task": "baseline", "root": "s3://my-bucket/proj"},
+                             host="algo-2", hosts=("algo-1", "algo-2"))
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    monkeypatch.setenv("SM_NUM_GPUS", "0")
+    assert entrypoint.main([]) == 0
+    assert "task baseline runs on algo-1 alone; nothing to do on algo-2" in capsys.readouterr().err
+    assert not (base / entrypoint.WORK_DIR).exists() and not list((base / "model").iterdir())
+
+
+def test_working_root_from_the_channels(tmp_path: Path, project: tuple[Path, Path],
+                                        capsys: pytest.CaptureFixture) -> None:
+    """The layout's data/processed/ and configs/, with a laptop's aws.profile dropped (the job has a role)."""
+    import yaml
+
+    from multitype.config import load_configs
+
+    processed, configs = project
+    own = tmp_path / "configs"
+    own.mkdir()
+    for path in configs.glob("*.yaml"):
+        (own / path.name).write_bytes(path.read_bytes())
+    data = yaml.safe_load((own / "project.yaml").read_text())
+    data["aws"]["profile"] = "laptop"
+    (own / "project.yaml").write_text(yaml.safe_dump(data))
+    base = opt_ml.build_tree(tmp_path / "ml", processed, own, {"task": "transformer", "root": "s3://my-bucket/p"},
+                             channels=("train", "test", "labels", "configs"))  # no val channel: allowed
+    env = read_environment([], {"SAGEMAKER_BASE_DIR": str(base), "SM_NUM_GPUS": "0"})
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "stale.txt").write_text("from an earlier attempt")
+    work = entrypoint.assemble_root(env, tmp_path / "work")
+    assert sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()) == [
+        "configs/data_config.yaml", "configs/models_baseline.yaml", "configs/models_transformer.yaml",
+        "configs/project.yaml", "data/processed/labels.json", "data/processed/test_4class.csv",
+        "data/processed/train_4class.csv"]
+    assert (work / "data/processed/train_4class.csv").read_bytes() == \
+        (processed / "data/processed/train_4class.csv").read_bytes()
+    assert load_configs(str(work / "configs")).project.aws.profile is None
+    assert "ignoring aws.profile 'laptop'" in capsys.readouterr().err
 
 
 def test_unknown_hyperparameters_are_reported_and_ignored() -> None:

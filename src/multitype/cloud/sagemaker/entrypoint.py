@@ -38,11 +38,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from multitype import layout
 from multitype.cloud.sagemaker.environment import SageMakerEnv, read_environment
 from multitype.errors import ConfigError, DataError, Interrupted, UserError
+
+if TYPE_CHECKING:
+    from multitype.project import Project
 
 ENTRY_SCRIPT = '''\
 """SageMaker entry point of multitype (sagemaker_program): see multitype.cloud.sagemaker.entrypoint."""
@@ -100,15 +103,14 @@ def _names(value: Any, field_name: str) -> list[str]:
     raise ConfigError(f"hyperparameter '{field_name}' must be comma-separated model names, got {value!r}")
 
 
-def read_task(hyperparameters: dict[str, Any], remote_default: str | None = None,
-              say: Any = None) -> Task:
+def read_task(hyperparameters: dict[str, Any], say: Callable[[str], None] | None = None) -> Task:
     """Check the hyperparameters and return the task; unknown names are reported through ``say`` and ignored.
 
     Raises
     ------
     ConfigError
         No or an unknown ``task``, ``parallel`` without ``models``, a bad ``resume``,
-        no ``root`` (and no ``storage.remote`` to fall back on).
+        no ``root``.
     """
     hp = dict(hyperparameters)
     for name in sorted(set(hp) - KNOWN):
@@ -121,10 +123,10 @@ def read_task(hyperparameters: dict[str, Any], remote_default: str | None = None
     resume = hp.get("resume", "auto")
     if resume not in ("auto", "never"):
         raise ConfigError(f"hyperparameter 'resume' must be 'auto' or 'never', got {resume!r}")
-    root = hp.get("root") or remote_default
+    root = hp.get("root")
     if not root or not isinstance(root, str):
-        raise ConfigError("hyperparameter 'root' (the S3 root for results/ and runs/) is missing and "
-                          "project.yaml has no storage.remote; pass root=s3://bucket/prefix")
+        raise ConfigError(f"hyperparameter 'root' (the S3 root that results/ and runs/ go to) must be a URL such as "
+                          f"s3://bucket/prefix, got {root!r}; launch the job with 'multitype sagemaker launch'")
     overrides = {OVERRIDES[k]: v for k, v in hp.items() if k in OVERRIDES and v is not None}
     task = Task(kind, root, resume, overrides=overrides)
     if kind == "transformer":
@@ -222,7 +224,7 @@ def _drop_profile(path: Path) -> None:
 
 
 # -- the task ---------------------------------------------------------------------------------------------------
-def open_job_project(env: SageMakerEnv, task: Task, work: Path) -> Any:
+def open_job_project(env: SageMakerEnv, task: Task, work: Path) -> Project:
     """The project of the working root, with outputs in SageMaker's folders and the results root."""
     from multitype.config import load_configs
     from multitype.project import Outputs, Project
@@ -251,7 +253,7 @@ def torchrun_args(env: SageMakerEnv, environ: dict[str, str] | None = None) -> l
             f"--nproc_per_node={max(1, env.num_gpus)}", f"--master_addr={master}", f"--master_port={port}"]
 
 
-def run_transformer(env: SageMakerEnv, task: Task, project: Any) -> dict[str, Any]:
+def run_transformer(env: SageMakerEnv, task: Task, project: Project) -> dict[str, Any]:
     """Fine-tune one model (under torchrun with several hosts or GPUs); return result.json's ``models``.
 
     On a host other than the first, a line ``rank check: {...}`` gives what this
@@ -278,7 +280,7 @@ def run_transformer(env: SageMakerEnv, task: Task, project: Any) -> dict[str, An
     return {record["slug"]: {"metrics": layout.transformer_metrics(record["slug"]), "model_dir": ""}}
 
 
-def run_baseline(env: SageMakerEnv, task: Task, project: Any) -> dict[str, Any]:
+def run_baseline(env: SageMakerEnv, task: Task, project: Project) -> dict[str, Any]:
     """TF-IDF baselines; their pipelines move to ``SM_MODEL_DIR/<name>/``."""
     from multitype.baselines import train_baselines
 
@@ -288,7 +290,7 @@ def run_baseline(env: SageMakerEnv, task: Task, project: Any) -> dict[str, Any]:
     return {name: {"metrics": layout.baseline_metrics(name), "model_dir": name} for name in records}
 
 
-def run_parallel(env: SageMakerEnv, task: Task, project: Any) -> tuple[dict[str, Any], list[str]]:
+def run_parallel(env: SageMakerEnv, task: Task, project: Project) -> tuple[dict[str, Any], list[str]]:
     """``train parallel`` (one process per GPU); final models to ``SM_MODEL_DIR/<slug>/``, logs to the root.
 
     Returns result.json's ``models`` and the run ids of the children.
@@ -320,7 +322,7 @@ def run_parallel(env: SageMakerEnv, task: Task, project: Any) -> tuple[dict[str,
     return models, run_ids
 
 
-def _move_model(project: Any, name: str, model_dir: Path) -> None:
+def _move_model(project: Project, name: str, model_dir: Path) -> None:
     source = project.storage.local_path(layout.final_model(name))
     target = model_dir / name
     if target.exists():
@@ -329,7 +331,7 @@ def _move_model(project: Any, name: str, model_dir: Path) -> None:
     shutil.move(str(source), str(target))
 
 
-def _copy_run_folder(project: Any) -> None:
+def _copy_run_folder(project: Project) -> None:
     """``train parallel`` writes its logs and manifest under the working root: they go to the results root."""
     folder = project.storage.local_path(f"{layout.RUNS}/{project.run_id}")
     if folder.is_dir():
