@@ -79,6 +79,10 @@ def test_torchrun_rendezvous_from_the_hosts(tmp_path: Path, project: tuple[Path,
     assert entrypoint.torchrun_args(env, {"MULTITYPE_SM_MASTER_ADDR": "127.0.0.1",
                                           "MULTITYPE_SM_MASTER_PORT": "4242"})[-2:] == [
         "--master_addr=127.0.0.1", "--master_port=4242"]
+    # NCCL and gloo talk over the job's interface (resourceconfig.json's network_interface_name) unless told
+    assert env.network_interface == "eth0"
+    assert entrypoint.torchrun_env(env, {}) == {"NCCL_SOCKET_IFNAME": "eth0", "GLOO_SOCKET_IFNAME": "eth0"}
+    assert entrypoint.torchrun_env(env, {"GLOO_SOCKET_IFNAME": "lo"}) == {"NCCL_SOCKET_IFNAME": "eth0"}
 
 
 # -- bad input: one line, exit 2, the reason in <base>/output/failure, nothing trained ------------------------------

@@ -155,10 +155,10 @@ def read_task(hyperparameters: dict[str, Any], say: Callable[[str], None] | None
 def _channel(env: SageMakerEnv, name: str) -> Path:
     folder = env.channels.get(name)
     if folder is None or not folder.is_dir():
-        where = folder or env.base / "input" / "data" / name
-        raise DataError(f"input channel '{name}' not found ({where} is not a folder, SM_CHANNEL_{name.upper()} "
-                        f"unset); launch the job with its train/val/test/labels/configs channels "
-                        f"('multitype prepare' and 'multitype sync push' first)")
+        where = f"{folder} is not a folder" if folder else \
+            f"no SM_CHANNEL_{name.upper()}, no folder {env.base / 'input' / 'data' / name}"
+        raise DataError(f"input channel '{name}' not found ({where}); launch the job with its "
+                        f"train/val/test/labels/configs channels ('multitype prepare' and 'multitype sync push' first)")
     return folder
 
 
@@ -253,6 +253,15 @@ def torchrun_args(env: SageMakerEnv, environ: dict[str, str] | None = None) -> l
             f"--nproc_per_node={max(1, env.num_gpus)}", f"--master_addr={master}", f"--master_port={port}"]
 
 
+def torchrun_env(env: SageMakerEnv, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``NCCL_SOCKET_IFNAME``/``GLOO_SOCKET_IFNAME``: the job's network interface between hosts, unless set."""
+    environ = dict(os.environ) if environ is None else environ
+    if not env.multi_node or not env.network_interface:
+        return {}
+    return {name: env.network_interface for name in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
+            if not environ.get(name)}
+
+
 def run_transformer(env: SageMakerEnv, task: Task, project: Project) -> dict[str, Any]:
     """Fine-tune one model (under torchrun with several hosts or GPUs); return result.json's ``models``.
 
@@ -268,7 +277,8 @@ def run_transformer(env: SageMakerEnv, task: Task, project: Project) -> dict[str
         args = torchrun_args(env)
         _say(f"torchrun: host {env.current_host} is node {env.node_rank} of {len(env.hosts)}, "
              f"{max(1, env.num_gpus)} process(es) here ({' '.join(args)})")
-        record = launch.run_torchrun(project, params, task.resume, args)
+        with _environ(torchrun_env(env)):
+            record = launch.run_torchrun(project, params, task.resume, args)
     else:
         from multitype.transformer.train import train_transformer
 
@@ -312,7 +322,7 @@ def run_parallel(env: SageMakerEnv, task: Task, project: Project) -> tuple[dict[
     failed = [row["model"] for row in rows if row["exit_code"] != 0]
     if failed:
         raise JobFailed(f"train parallel: {', '.join(failed)} failed; see their logs in "
-                         f"{project.outputs.results.url(layout.run_log(project.run_id, ''))}")
+                        f"{project.outputs.results.url(layout.run_log(project.run_id, ''))}")
     models, run_ids = {}, []
     for row in rows:
         _move_model(project, row["slug"], env.model_dir)

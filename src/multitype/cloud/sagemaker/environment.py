@@ -49,6 +49,9 @@ class SageMakerEnv:
         This container.
     num_gpus : int
         GPUs of this container.
+    network_interface : str or None
+        The interface between the hosts (``SM_NETWORK_INTERFACE_NAME`` or
+        ``network_interface_name`` in ``resourceconfig.json``, e.g. ``eth0``).
     job_name : str
         ``TRAINING_JOB_NAME``, else ``job_name`` in ``SM_TRAINING_ENV``, else ``local-<UTC time>``.
     """
@@ -62,6 +65,7 @@ class SageMakerEnv:
     hosts: list[str]
     current_host: str
     num_gpus: int
+    network_interface: str | None
     job_name: str
 
     @property
@@ -136,11 +140,17 @@ def read_hyperparameters(base: Path, argv: Sequence[str]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if not name.startswith("sagemaker_")}
 
 
+def _resource_config(base: Path) -> dict[str, Any]:
+    resource = base / "input" / "config" / "resourceconfig.json"
+    config = _read_json(resource, '{"current_host": ..., "hosts": [...]}') if resource.is_file() else {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{resource}: expected a JSON object with current_host and hosts")
+    return config
+
+
 def _hosts(base: Path, environ: Mapping[str, str]) -> tuple[list[str], str]:
     resource = base / "input" / "config" / "resourceconfig.json"
-    config: dict[str, Any] = {}
-    if resource.is_file():
-        config = _read_json(resource, '{"current_host": ..., "hosts": [...]}')
+    config = _resource_config(base)
     if environ.get("SM_HOSTS"):
         try:
             hosts = json.loads(environ["SM_HOSTS"])
@@ -212,5 +222,7 @@ def read_environment(argv: Sequence[str] = (), environ: Mapping[str, str] | None
         hosts=hosts,
         current_host=current,
         num_gpus=_num_gpus(environ),
+        network_interface=environ.get("SM_NETWORK_INTERFACE_NAME") or
+        _resource_config(base).get("network_interface_name") or None,
         job_name=_job_name(environ),
     )
