@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import multitype
 from multitype.cloud.sagemaker import entrypoint
 from multitype.cloud.sagemaker.environment import parse_args, read_environment
 from multitype.storage import COMPLETE_MARKER
@@ -209,6 +211,8 @@ def test_transformer_job_writes_what_a_local_run_writes(s3_server: Any, plain_jo
     from multitype.predictor import load_predictor
 
     base, bucket = plain_job["base"], plain_job["bucket"]
+    # the package came from the bundle beside entry.py, not from an installed copy
+    assert f"[multitype] multitype {multitype.__version__} from {base}/code/src/multitype" in plain_job["stderr"]
     # the final model: SM_MODEL_DIR itself, save_pretrained form, loadable
     model_dir = base / "model"
     assert {"config.json", "model.safetensors", "tokenizer.json", "model.json"} <= {p.name for p in model_dir.iterdir()}
@@ -248,13 +252,16 @@ def test_spot_interruption_resumes_from_a_markerless_restore(s3_server: Any, tmp
     try:
         opt_ml.wait_for(lambda: (checkpoints / "minilm-step2" / COMPLETE_MARKER).exists(), proc)
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=120)
+        signalled = time.monotonic()
+        code = proc.wait(timeout=120)  # SageMaker's spot warning: 120 s
+        answered = time.monotonic() - signalled
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     out, err = opt_ml.output(base)
     assert code == 143, err
+    print(f"SIGTERM answered with a checkpoint in {answered:.1f} s")
     assert "SIGTERM: checkpoint saved at step" in err
     steps = sorted(int(p.name.rsplit("step", 1)[1]) for p in checkpoints.glob("minilm-step*"))
     assert len(steps) == 2 and steps[-1] < 12, steps

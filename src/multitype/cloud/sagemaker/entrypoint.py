@@ -386,6 +386,9 @@ def run_job(env: SageMakerEnv) -> int:
     """Steps 2-5 of the module docstring for one host; returns the exit code."""
     from multitype.transformer import checkpoint
 
+    import multitype
+
+    _say(f"multitype {multitype.__version__} from {Path(multitype.__file__).parent}")
     task = read_task(env.hyperparameters, say=_say)
     _say(f"job {env.job_name}: task {task.kind}, host {env.current_host} ({env.node_rank + 1} of "
          f"{len(env.hosts)}), {env.num_gpus} GPU(s), results to {task.root}")
