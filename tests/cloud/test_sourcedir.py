@@ -14,11 +14,6 @@ from multitype.cloud.sagemaker import sourcedir
 from tests.cloud.launch_helpers import ENTRY_SCRIPT
 
 
-@pytest.fixture(autouse=True)
-def entry_script(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sourcedir, "_entry_script", lambda: ENTRY_SCRIPT)
-
-
 def _members(path: Path) -> dict[str, bytes]:
     with tarfile.open(path) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
