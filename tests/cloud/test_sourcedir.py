@@ -8,7 +8,6 @@ import re
 import tarfile
 from pathlib import Path
 
-
 from multitype.cloud.sagemaker import sourcedir
 from tests.cloud.launch_helpers import ENTRY_SCRIPT
 
