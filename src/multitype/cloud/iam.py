@@ -91,6 +91,7 @@ REASONS: dict[str, str] = {
     "ecr:BatchGetImage": "SageMaker pulls the Deep Learning Container image with the role",
     "ecr:GetDownloadUrlForLayer": "SageMaker pulls the Deep Learning Container image with the role",
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls the Deep Learning Container image with the role",
+    "sagemaker:StopTrainingJob": "sagemaker stop (moto implements no StopTrainingJob, so no offline flow makes it)",
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
     "ec2:RunInstances": "ec2 launch",

@@ -1,0 +1,227 @@
+"""Record every AWS operation the project's code makes, and evaluate IAM policies against them.
+
+Two ways to record, both through botocore's public event API: every client
+created while recording gets a ``provide-client-params`` handler that records
+the service, the operation and its parameters before the request is validated
+or sent (S3 through :mod:`multitype.storage.s3` and the control plane through
+:mod:`multitype.cloud.aws` both create their clients from a botocore session).
+
+- :func:`recording` (a context manager, for one test): the project's client
+  caches are emptied first, so no client made before escapes.
+- This module as a pytest plugin, for a whole run:
+  ``pytest -p tests.cloud.aws_recorder --record-aws ops.jsonl tests/cloud tests/s3``
+  writes one JSON line per operation, with ``ours`` true when the project's
+  code made it (a ``multitype`` frame on the stack, or an s3transfer worker:
+  only our code uses transfer managers) and false for a test's own setup.
+  ``MULTITYPE_AWS_RECORD=ops.jsonl pytest tests/cloud/test_iam_coverage.py``
+  then checks that the policies name every recorded action.
+
+:func:`allowed` is a small evaluator of ``Allow`` statements: actions and
+resources match with ``fnmatch`` (actions case-insensitively, as IAM does),
+and ``StringEquals``/``StringLike`` conditions against the request's context
+keys (``s3:prefix``, ``aws:RequestTag/...``); a condition whose key the request
+does not have does not match. No ``Deny``, ``NotAction`` or ``NotResource``:
+our policies use none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import botocore.session
+
+import multitype
+from multitype.cloud import iam
+
+_OURS = str(Path(multitype.__file__).parent)
+_SINKS: list[list["Call"]] = []
+_ORIGINAL = botocore.session.Session.create_client
+
+
+@dataclass(frozen=True)
+class Call:
+    """One AWS operation: IAM service prefix, botocore operation name, and the parameters that matter."""
+
+    service: str
+    operation: str
+    params: Mapping[str, Any] = field(hash=False, compare=False, default_factory=dict)
+    ours: bool = field(hash=False, compare=False, default=True)
+
+    @property
+    def action(self) -> str:
+        return iam.iam_action(self.service, self.operation)
+
+
+def _from_our_code() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(_OURS) or "/s3transfer/" in name:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters without bodies and other non-JSON values (kept: names, keys, tags, prefixes)."""
+    return json.loads(json.dumps({k: v for k, v in params.items() if k != "Body"}, default=lambda _: None))
+
+
+def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
+    if not _SINKS:
+        return
+    service = model.service_model.signing_name or model.service_model.endpoint_prefix
+    call = Call(service, model.name, _plain(params), _from_our_code())
+    for sink in _SINKS:
+        sink.append(call)
+
+
+def _create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+    client = _ORIGINAL(self, *args, **kwargs)
+    client.meta.events.register("provide-client-params", _record, unique_id="multitype-aws-recorder")
+    return client
+
+
+def _forget_clients(setattr_: Any) -> None:
+    from multitype.cloud import aws as cloud_aws
+    from multitype.storage import s3, transfer
+
+    setattr_(s3, "_CLIENTS", {})
+    setattr_(cloud_aws, "_CLIENTS", {})
+    setattr_(transfer, "_MANAGERS", {})
+
+
+@contextlib.contextmanager
+def recording(monkeypatch: Any) -> Iterator[list[Call]]:
+    """Record the operations of every botocore client created inside the block (in this process)."""
+    calls: list[Call] = []
+    if botocore.session.Session.create_client is not _create_client:
+        monkeypatch.setattr(botocore.session.Session, "create_client", _create_client)
+    _forget_clients(monkeypatch.setattr)  # clients (and transfer managers holding them) made before would not record
+    _SINKS.append(calls)
+    try:
+        yield calls
+    finally:
+        _SINKS.remove(calls)
+
+
+# --- the pytest plugin (-p tests.cloud.aws_recorder --record-aws FILE) -------------------------------
+_SESSION: list[Call] = []
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption("--record-aws", metavar="FILE", default=None,
+                     help="write every AWS operation of the run to FILE (JSON lines) for test_iam_coverage")
+
+
+def pytest_configure(config: Any) -> None:
+    if config.getoption("--record-aws", default=None):
+        botocore.session.Session.create_client = _create_client  # for the whole run, before any client exists
+        _SINKS.append(_SESSION)
+
+
+def pytest_unconfigure(config: Any) -> None:
+    path = config.getoption("--record-aws", default=None)
+    if path:
+        with open(path, "w", encoding="utf-8") as out:
+            for call in _SESSION:
+                out.write(json.dumps({"service": call.service, "operation": call.operation, "ours": call.ours,
+                                      "params": call.params}) + "\n")
+
+
+def load(path: str) -> list[Call]:
+    """The calls a ``--record-aws`` run wrote."""
+    with open(path, encoding="utf-8") as lines:
+        return [Call(d["service"], d["operation"], d["params"], d["ours"]) for d in map(json.loads, lines)]
+
+
+# --- resources and context keys of a call -----------------------------------------------------------
+def target(call: Call, region: str, account: str) -> tuple[str, dict[str, str]]:
+    """The resource ARN a call acts on and its condition context keys (``"*"`` where the action has none)."""
+    p = call.params
+    if call.service == "s3":
+        bucket = p.get("Bucket", "")
+        if call.action == "s3:ListBucket":
+            return f"arn:aws:s3:::{bucket}", {"s3:prefix": p.get("Prefix", "")}
+        if "Key" in p:
+            return f"arn:aws:s3:::{bucket}/{p['Key']}", {}
+        if call.operation == "DeleteObjects":  # checked per key by the caller (see :func:`expand`)
+            raise AssertionError("expand DeleteObjects first")
+        return f"arn:aws:s3:::{bucket}", {}
+    if call.service == "sagemaker":
+        name = p.get("TrainingJobName")
+        context = {f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])}
+        if name:
+            return f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}", context
+        return "*", context
+    if call.service == "logs":
+        group = p.get("logGroupName", "")
+        return f"arn:aws:logs:{region}:{account}:log-group:{group}:*", {}
+    if call.service == "iam":
+        if "RoleName" in p:
+            return f"arn:aws:iam::{account}:role/{p['RoleName']}", {}
+        if "InstanceProfileName" in p:
+            return f"arn:aws:iam::{account}:instance-profile/{p['InstanceProfileName']}", {}
+        if "PolicyArn" in p:
+            return str(p["PolicyArn"]), {}
+        return "*", {}
+    if call.service == "budgets":
+        name = p.get("Budget", {}).get("BudgetName") or p.get("BudgetName") or "*"
+        return f"arn:aws:budgets::{account}:budget/{name}", {}
+    return "*", {}
+
+
+def expand(call: Call) -> list[Call]:
+    """A ``DeleteObjects`` as one ``DeleteObject`` per key (IAM checks each); other calls unchanged."""
+    if call.service == "s3" and call.operation == "DeleteObjects":
+        return [Call("s3", "DeleteObject", {"Bucket": call.params["Bucket"], "Key": o["Key"]})
+                for o in call.params["Delete"]["Objects"]]
+    return [call]
+
+
+def _listify(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _condition_ok(condition: Mapping[str, Any], context: Mapping[str, str]) -> bool:
+    for op, tests in condition.items():
+        for key, wanted in tests.items():
+            if key not in context:
+                return False
+            value = context[key]
+            if op == "StringEquals" and value not in _listify(wanted):
+                return False
+            if op == "StringLike" and not any(fnmatch.fnmatchcase(value, w) for w in _listify(wanted)):
+                return False
+            if op not in ("StringEquals", "StringLike"):
+                raise AssertionError(f"the evaluator does not know condition operator {op}")
+    return True
+
+
+def allowed(document: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]) -> bool:
+    """Does some ``Allow`` statement of ``document`` allow ``action`` on ``resource`` in ``context``?"""
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        if not any(fnmatch.fnmatch(action.lower(), a.lower()) for a in _listify(statement["Action"])):
+            continue
+        if not any(r == "*" or fnmatch.fnmatchcase(resource, r) for r in _listify(statement["Resource"])):
+            continue
+        if _condition_ok(statement.get("Condition", {}), context):
+            return True
+    return False
+
+
+def denied(document: Mapping[str, Any], calls: list[Call], region: str, account: str) -> list[str]:
+    """The calls ``document`` does not allow, as readable lines (empty: all allowed)."""
+    out = []
+    for call in (c for each in calls for c in expand(each)):
+        resource, context = target(call, region, account)
+        if not allowed(document, call.action, resource, context):
+            out.append(f"{call.service}.{call.operation} ({call.action}) on {resource} {context or ''}".strip())
+    return sorted(set(out))
