@@ -136,3 +136,24 @@ def test_a_notice_mid_training_saves_a_step_checkpoint_to_s3_and_exits_143_withi
     # the process spoke IMDSv2: a token first, every GET with it
     assert imds_stub.count("PUT", "/latest/api/token") >= 1
     assert all(token for method, _, token in imds_stub.requests if method == "GET")
+
+
+def test_a_notice_reaches_the_ranks_under_torchrun_as_sigterm(tmp_path: Path) -> None:
+    """--gpus N re-launches under torchrun; the watcher runs in the parent, so its stop request becomes a SIGTERM."""
+    import threading
+
+    from multitype.transformer.launch import _run_forwarding_signals
+
+    ready = tmp_path / "ready"
+    child = ("import signal, sys, time, pathlib\n"
+             "signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))\n"
+             f"pathlib.Path({str(ready)!r}).write_text('up')\n"
+             "time.sleep(60)\n"
+             "sys.exit(0)\n")
+    timer = threading.Thread(target=lambda: (spot.wait_until(ready.exists, "the child", timeout=30),
+                                             interrupts.request_stop(spotwatch.INTERRUPTION_REASON)), daemon=True)
+    timer.start()
+    started = time.monotonic()
+    assert _run_forwarding_signals([sys.executable, "-c", child], poll_s=0.1) == 143
+    assert time.monotonic() - started < 30
+    timer.join(timeout=5)
