@@ -132,6 +132,27 @@ def run_instance(script: Path, work: Path, env: dict[str, str]) -> subprocess.Po
                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+def spot_instance(imds_stub) -> tuple[object, str]:
+    """A persistent spot request in moto; the IMDS stub answers with its instance's id. (client, request id)."""
+    from multitype.cloud.aws import client
+    from multitype.config import AwsConfig
+
+    ec2 = client("ec2", AwsConfig(region="us-east-1"))
+    made = ec2.request_spot_instances(InstanceCount=1, Type="persistent",
+                                      LaunchSpecification={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"})
+    request = made["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
+    found = ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request])["SpotInstanceRequests"][0]
+    imds_stub.instance_id = found["InstanceId"]
+    return ec2, request
+
+
+def request_state(ec2, request: str) -> str:
+    """The request's state; moto forgets a cancelled request (AWS lists it as ``cancelled``): ``cancelled`` too."""
+    found = ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+    states = [r["State"] for r in found if r["SpotInstanceRequestId"] == request]
+    return states[0] if states else "cancelled"
+
+
 def reference_metrics(tmp_path: Path, model: Path) -> dict:
     """The same training, uninterrupted, on a local root (same data, configs, seed, one thread)."""
     import torch
@@ -169,6 +190,8 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
         env.pop(name, None)
 
     # instance 1: trains until the notice, saves a checkpoint to S3, exits 143, calls the shutdown command
+    ec2, request1 = spot_instance(imds_stub)
+    instance1 = imds_stub.instance_id
     first = run_instance(script, tmp_path / "instance-1", env)
     try:
         spot.wait_until(lambda: spot.complete_steps(s3_server, root) != [], "a first step checkpoint in S3",
@@ -193,10 +216,12 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     assert f"checkpoint saved at step {stopped_at}" in log1
     bucket, _, prefix = root[len("s3://"):].partition("/")
     assert f"{prefix}/results/transformer/{spot.SLUG}_metrics.json" not in s3_server.list_keys(bucket, prefix)
+    assert request_state(ec2, request1) == "active" and "cancelled the persistent spot request" not in log1
 
     # instance 2 (a replacement from the persistent request): a fresh work folder, no notice; resumes and finishes
     imds_stub.clear()
-    imds_stub.instance_id = "i-0fedcba9876543210"
+    ec2, request2 = spot_instance(imds_stub)
+    instance2 = imds_stub.instance_id
     second = run_instance(script, tmp_path / "instance-2", env)
     try:
         second.wait(timeout=180)
@@ -208,6 +233,9 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     assert second.returncode == 0, log2[-3000:]
     assert shutdowns.read_text().split() == ["143", "0"]
     assert f"resuming from {root}/models/checkpoints/{spot.SLUG}-" in log2 and f"step {stopped_at})" in log2
+    # done: its persistent request is cancelled before the shutdown, so no third instance is started for nothing
+    assert request_state(ec2, request2) == "cancelled"
+    assert f"cancelled the persistent spot request {request2} of {instance2}: no replacement" in log2
 
     # the same metrics as a run that was never interrupted
     got = spot.read_json(s3_server, root, f"results/transformer/{spot.SLUG}_metrics.json")
@@ -220,8 +248,9 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
 
     # logs: each instance's file in S3, both in the run's CloudWatch Logs stream
     keys = s3_server.list_keys(bucket, f"{prefix}/runs/{run_id}/")
-    assert keys == [f"{prefix}/runs/{run_id}/user-data-i-0123456789abcdef0.log",
-                    f"{prefix}/runs/{run_id}/user-data-i-0fedcba9876543210.log"]
+    assert keys == sorted([f"{prefix}/runs/{run_id}/ec2-finished.json",
+                           f"{prefix}/runs/{run_id}/user-data-{instance1}.log",
+                           f"{prefix}/runs/{run_id}/user-data-{instance2}.log"])
     from multitype.cloud.aws import client
     from multitype.config import AwsConfig
 
@@ -231,6 +260,23 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     assert any("spot interruption notice: terminate at" in m for m in messages)
     assert any(m.startswith("resuming from ") for m in messages)
     assert any("failed" not in m and "finished: training done" in m for m in messages)
+
+    # a replacement that starts anyway (the cancellation failed or came late) trains nothing and shuts down
+    ec2, request3 = spot_instance(imds_stub)
+    third = run_instance(script, tmp_path / "instance-3", env)
+    try:
+        third.wait(timeout=120)
+    finally:
+        if third.poll() is None:
+            third.kill()
+            third.wait(timeout=30)
+    log3 = (tmp_path / "instance-3" / "user-data.log").read_text(errors="replace")
+    assert third.returncode == 0, log3[-3000:]
+    assert f"run {run_id} already finished ({root}/runs/{run_id}/ec2-finished.json): nothing to train" in log3
+    assert "multitype train transformer" not in log3 and "resuming from" not in log3
+    assert shutdowns.read_text().split() == ["143", "0", "0"]
+    assert request_state(ec2, request3) == "cancelled"
+    assert spot.read_json(s3_server, root, f"results/transformer/{spot.SLUG}_metrics.json") == got
 
 
 def test_a_failure_before_training_still_pushes_the_log_and_shuts_down(s3_server, imds_stub, aws_env,
@@ -245,6 +291,7 @@ def test_a_failure_before_training_still_pushes_the_log_and_shuts_down(s3_server
     env = {**os.environ, "MULTITYPE_SHUTDOWN_CMD": f'echo "$MULTITYPE_EXIT_CODE" >> {shlex.quote(str(shutdowns))}',
            "MULTITYPE_USE_PYTHON": sys.executable, "MULTITYPE_LOG_SHIP_INTERVAL": "0.5"}
     env.pop("AWS_ENDPOINT_URL", None)
+    ec2, request = spot_instance(imds_stub)
     proc = run_instance(script, tmp_path / "instance", env)
     try:
         proc.wait(timeout=120)
@@ -259,6 +306,9 @@ def test_a_failure_before_training_still_pushes_the_log_and_shuts_down(s3_server
     assert shutdowns.read_text().split() == ["1"]
     bucket, _, prefix = root[len("s3://"):].partition("/")
     assert s3_server.list_keys(bucket, f"{prefix}/runs/") == [
-        f"{prefix}/runs/run-fail/user-data-i-0123456789abcdef0.log"]
+        f"{prefix}/runs/run-fail/user-data-{imds_stub.instance_id}.log"]
+    # a replacement would fail the same way: the persistent request is cancelled (without the code: boto3 alone)
+    assert request_state(ec2, request) == "cancelled"
+    assert f"cancelled the persistent spot request {request} of {imds_stub.instance_id}: no replacement" in log
     console = (tmp_path / "instance.console").read_text(errors="replace")
     assert "pushing the log and shutting down" in console

@@ -16,6 +16,11 @@
     agent, the agent needs a config file and a service, ``aws logs
     put-log-events`` in a bash loop cannot batch safely, and this one runs with
     the package's clients and is tested against moto.
+``finished --root S3 --run-id ID [--mark]``
+    Prints ``finished`` or ``not finished``: whether ``<root>/runs/<run-id>/ec2-finished.json``
+    exists; ``--mark`` writes it (after a successful training). A replacement
+    instance that a persistent spot request starts after the run finished (its
+    cancellation failed, or came too late) reads it and shuts down without training.
 ``push-log --root S3 --run-id ID --file LOG``
     Uploads ``LOG`` to ``<root>/runs/<run-id>/user-data-<instance-id>.log``
     (one per instance, so a replacement instance does not overwrite the first one's).
@@ -178,17 +183,38 @@ def ship_logs(group: str, stream: str, path: Path, region: str | None) -> int:
     return shipper.shipped
 
 
-def push_log(root: str, run_id: str, path: Path) -> str:
-    """Upload ``path`` to ``<root>/runs/<run-id>/user-data-<instance id>.log``; return its URL."""
+FINISHED = "ec2-finished.json"
+
+
+def _instance_id() -> str:
+    """This instance's id from the metadata service, else the host name (off EC2)."""
     from multitype.cloud.imds import ImdsClient, ImdsError
-    from multitype.storage import Storage
 
     try:
-        instance = ImdsClient(timeout=0.5).instance_id() or socket.gethostname()
+        return ImdsClient(timeout=0.5).instance_id() or socket.gethostname()
     except ImdsError:
-        instance = socket.gethostname()
+        return socket.gethostname()
+
+
+def finished(root: str, run_id: str, mark: bool = False) -> bool:
+    """Whether the run finished on EC2 (``runs/<run-id>/ec2-finished.json``); ``mark`` records that it has."""
+    from multitype.storage import Storage
+
     storage = Storage(root)
-    key = layout.run_log(run_id, f"user-data-{instance}.log")
+    key = layout.run_log(run_id, FINISHED)
+    if mark:
+        storage.write_json(key, {"run_id": run_id, "instance": _instance_id(),
+                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return True
+    return storage.exists(key)
+
+
+def push_log(root: str, run_id: str, path: Path) -> str:
+    """Upload ``path`` to ``<root>/runs/<run-id>/user-data-<instance id>.log``; return its URL."""
+    from multitype.storage import Storage
+
+    storage = Storage(root)
+    key = layout.run_log(run_id, f"user-data-{_instance_id()}.log")
     storage.put_file(path, key)
     return storage.url(key)
 
@@ -204,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--stream", required=True)
     cmd.add_argument("--file", required=True, type=Path)
     cmd.add_argument("--region")
+    cmd = commands.add_parser("finished")
+    cmd.add_argument("--root", required=True)
+    cmd.add_argument("--run-id", required=True)
+    cmd.add_argument("--mark", action="store_true")
     cmd = commands.add_parser("push-log")
     cmd.add_argument("--root", required=True)
     cmd.add_argument("--run-id", required=True)
@@ -215,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "configs":
             for path in pull_configs(args.root, args.dest):
                 print(f"config: {path}")
+        elif args.command == "finished":
+            print("finished" if finished(args.root, args.run_id, args.mark) else "not finished")
         elif args.command == "ship-logs":
             ship_logs(args.group, args.stream, args.file, args.region)
         else:

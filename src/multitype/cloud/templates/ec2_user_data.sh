@@ -10,7 +10,10 @@
 # 4. configs from <root>/configs/; data, checkpoints and results stay in S3 (training runs on the S3 root)
 # 5. multitype train ... --root <root> --resume auto, with the spot watcher on
 # 6. whatever happened (success, failure, a spot notice: exit 143): push the log, shut down;
-#    InstanceInitiatedShutdownBehavior=terminate makes that a termination
+#    InstanceInitiatedShutdownBehavior=terminate makes that a termination. After a success or a failure
+#    this instance's persistent spot request (if any) is cancelled first: a terminated instance of an open
+#    persistent request is replaced, and only a spot notice (exit 143) should bring a replacement. A finished
+#    run is marked in <root>/runs/<run id>/ec2-finished.json; a replacement that still starts shuts down.
 #
 # A local rehearsal (tests/cloud/test_user_data.py) overrides the machine-specific parts:
 #   MULTITYPE_WORK_DIR      work folder (default /opt/multitype)
@@ -49,6 +52,27 @@ SHIPPER_PID=""
 
 say() { echo "multitype-ec2 $(date -u +%Y-%m-%dT%H:%M:%SZ): $*"; }
 
+# boto3 and the metadata service only (it must work when the code never arrived)
+cancel_spot_request() {
+    "$PY" - "$MULTITYPE_IMDS_URL" <<'MULTITYPE_CANCEL_SPOT'
+import sys, urllib.request
+import boto3
+base = sys.argv[1].rstrip("/")
+http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+token = http.open(urllib.request.Request(f"{base}/latest/api/token", method="PUT",
+                  headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}), timeout=2).read().decode()
+instance = http.open(urllib.request.Request(f"{base}/latest/meta-data/instance-id",
+                     headers={"X-aws-ec2-metadata-token": token}), timeout=2).read().decode().strip()
+ec2 = boto3.client("ec2")
+found = ec2.describe_spot_instance_requests(Filters=[{"Name": "instance-id", "Values": [instance]}])
+ids = [r["SpotInstanceRequestId"] for r in found["SpotInstanceRequests"]
+       if r.get("Type") == "persistent" and r.get("State") in ("open", "active", "disabled")]
+if ids:
+    ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=ids)
+    print(f"cancelled the persistent spot request {', '.join(ids)} of {instance}: no replacement")
+MULTITYPE_CANCEL_SPOT
+}
+
 finish() {
     local code=$?
     trap - EXIT
@@ -58,6 +82,9 @@ finish() {
         143) say "stopped: a spot notice or SIGTERM, checkpoint saved in $ROOT (exit 143); a replacement resumes it" ;;
         *) say "failed with exit code $code" ;;
     esac
+    if [ "$code" != 143 ] && [ -n "$PY" ]; then
+        cancel_spot_request || say "warning: could not cancel this instance's spot request (if it is persistent, cancel it)"
+    fi
     say "pushing the log and shutting down: $SHUTDOWN_CMD"
     # close the log file before the shipper's last batch: back to the console, then let tee write what it holds
     exec 1>&3 2>&4
@@ -147,6 +174,11 @@ SHIPPER_PID=$!
 "$PY" -m multitype.cloud.ec2.bootstrap configs --root "$ROOT" --dest "$WORK_DIR/configs"
 
 # -- 5. train; a spot notice saves a checkpoint and exits 143
+state=$("$PY" -m multitype.cloud.ec2.bootstrap finished --root "$ROOT" --run-id "$RUN_ID")
+if [ "$state" = finished ]; then
+    say "run $RUN_ID already finished ($ROOT/runs/$RUN_ID/ec2-finished.json): nothing to train"
+    exit 0
+fi
 cd "$WORK_DIR"
 say "multitype train ${TRAIN_ARGS[*]} --root $ROOT --resume auto"
 "$PY" -m multitype train "${TRAIN_ARGS[@]}" --root "$ROOT" --config-dir "$WORK_DIR/configs" --resume auto &
@@ -160,4 +192,8 @@ if kill -0 "$TRAIN_PID" 2>/dev/null; then  # a SIGTERM to this script interrupte
     code=$?
 fi
 set -e
+if [ "$code" = 0 ]; then
+    "$PY" -m multitype.cloud.ec2.bootstrap finished --root "$ROOT" --run-id "$RUN_ID" --mark >/dev/null \
+        || say "warning: could not write $ROOT/runs/$RUN_ID/ec2-finished.json"
+fi
 exit "$code"
