@@ -383,8 +383,8 @@ class Plan:
     def check(self, budget_usd: float | None) -> None:
         """Raise when a model meets no deadline (naming the closest) or the chosen plan is over the budget."""
         for model, best in self.missed.items():
-            raise UserError(f"no instance type finishes {model} within {self.deadline_hours:g} h; the closest is "
-                            f"{best.instance_type} at {best.hours:.2f} h (${best.usd:.2f}); allow more time with "
+            raise UserError(f"no instance type finishes {model} within {duration(self.deadline_hours or 0)}; the "
+                            f"closest is {best.instance_type} at {duration(best.hours)} ({money(best.usd)}); allow more time with "
                             "--deadline, or add faster --instance-types")
         if budget_usd is not None and self.total_usd > budget_usd:
             what = ", ".join(f"{m} on {e.instance_type}" for m, e in self.chosen.items())
