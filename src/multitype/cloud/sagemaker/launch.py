@@ -64,6 +64,8 @@ class LaunchOptions:
     max_length: int | None = None
     resume: str = "auto"
     dry_run: bool = False
+    budget: float | None = None     # USD; None: aws.budget_usd
+    force: bool = False             # start even when the estimate is over the budget
 
 
 @dataclass
@@ -267,6 +269,25 @@ def _push_configs(config_dir: str, target: Storage, endpoint_url: str | None,
     return written, size
 
 
+def _guard_budget(project: Project, opts: LaunchOptions, jobs: list[_Job], instance_type: str, spot: bool,
+                  count: int, max_run: int, echo: Callable[[str], None]) -> None:
+    """Print each job's estimate; refuse (before anything is uploaded) when the total is over the budget."""
+    from multitype.cloud import cost
+    from multitype.cloud.prices import load_catalog
+
+    budget = opts.budget if opts.budget is not None else project.configs.project.aws.budget_usd
+    catalog = load_catalog()
+    if catalog.instance(instance_type) is None:  # a valid training type the price catalog lacks
+        cost.check_unpriced(instance_type, budget, force=opts.force, catalog=catalog, echo=echo)
+        return
+    estimates = [cost.launch_estimate(project, job.task, job.models, instance_type, spot=spot, count=count,
+                                      epochs=opts.num_epochs, max_run=max_run, catalog=catalog) for job in jobs]
+    for est in estimates:
+        echo(cost.describe(est))
+    cost.check_budget(sum(e.usd for e in estimates), budget, force=opts.force,
+                      what=f"the SageMaker launch ({len(jobs)} job(s) on {instance_type})")
+
+
 def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
            echo: Callable[[str], None] = print) -> LaunchResult:
     """Start the SageMaker training job(s) that ``opts`` asks for.
@@ -327,6 +348,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
+    _guard_budget(project, opts, jobs, instance_type, spot, count, max_run, echo)
     account = None
     if not opts.dry_run:
         cloud_aws.check_credentials(aws)
