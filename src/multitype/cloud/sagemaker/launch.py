@@ -348,7 +348,6 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
-    _guard_budget(project, opts, jobs, instance_type, spot, count, max_run, echo)
     account = None
     if not opts.dry_run:
         cloud_aws.check_credentials(aws)
@@ -378,6 +377,9 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     if len(set(names)) != len(names):
         raise AwsError(f"two jobs would be named alike ({', '.join(names)}); give the models distinct names")
     lap("requests_validated")
+    # after validation, so a malformed request is named first; before any upload, so a refusal leaves nothing
+    _guard_budget(project, opts, jobs, instance_type, spot, count, max_run,
+                  (lambda _line: None) if opts.dry_run else echo)
     result = LaunchResult(launched, sourcedir_uri, sourcedir.size, phases=phases)
     if opts.dry_run:
         result.seconds = time.perf_counter() - start
