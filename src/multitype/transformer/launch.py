@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -121,13 +122,25 @@ def run_torchrun(project: Project, params: TransformerParams, resume: str, launc
     raise RuntimeError(f"training under torchrun failed (exit {code}); see the ranks' output above")
 
 
-def _run_forwarding_signals(cmd: list[str]) -> int:
-    """Run ``cmd``; SIGTERM/SIGINT received meanwhile go to it too (it saves and exits)."""
+def _run_forwarding_signals(cmd: list[str], poll_s: float = 0.5) -> int:
+    """Run ``cmd``; SIGTERM/SIGINT received meanwhile go to it too (it saves and exits).
+
+    A stop requested without a signal (the spot watcher's thread in this
+    process) becomes one SIGTERM to ``cmd``: the ranks only see signals.
+    """
     proc = subprocess.Popen(cmd)
+    forwarded = False
 
     def forward(signum: int) -> None:
+        nonlocal forwarded
+        forwarded = True
         if proc.poll() is None:
             proc.send_signal(signum)
 
     with interrupts.stop_on_signals(on_signal=forward):
-        return proc.wait()
+        while True:
+            try:
+                return proc.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                if not forwarded and interrupts.stop_requested() is not None:
+                    forward(signal.SIGTERM)
