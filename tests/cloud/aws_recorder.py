@@ -8,6 +8,11 @@ or sent (S3 through :mod:`multitype.storage.s3` and the control plane through
 
 - :func:`recording` (a context manager, for one test): the project's client
   caches are emptied first, so no client made before escapes.
+- :func:`subprocess_env` (for commands a test runs as subprocesses, e.g. the
+  EC2 user data): ``sitecustomize.py`` in ``aws_record_site/`` does the same
+  in every Python process started with that environment, appending JSON lines
+  to a file that :func:`load` reads (every such call counts as ours: the
+  process stands for the instance).
 - This module as a pytest plugin, for a whole run:
   ``pytest -p tests.cloud.aws_recorder --record-aws ops.jsonl tests/cloud tests/s3``
   writes one JSON line per operation, with ``ours`` true when the project's
@@ -19,8 +24,13 @@ or sent (S3 through :mod:`multitype.storage.s3` and the control plane through
 :func:`allowed` is a small evaluator of ``Allow`` statements: actions and
 resources match with ``fnmatch`` (actions case-insensitively, as IAM does),
 and ``StringEquals``/``StringLike`` conditions against the request's context
-keys (``s3:prefix``, ``aws:RequestTag/...``); a condition whose key the request
-does not have does not match. No ``Deny``, ``NotAction`` or ``NotResource``:
+keys (``s3:prefix``, ``aws:RequestTag/...``, ``aws:ResourceTag/...`` from the
+tags a test says the resources have, ``ec2:Region``, ``ec2:CreateAction``); a
+condition whose key the request does not have does not match. A call that acts
+on several resources is checked on each (:func:`expand`): ``DeleteObjects``
+per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id, and
+``RunInstances`` per resource type it touches, with the ``CreateTags`` that
+its ``TagSpecifications`` imply. No ``Deny``, ``NotAction`` or ``NotResource``:
 our policies use none.
 """
 
@@ -28,7 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,18 +52,21 @@ import multitype
 from multitype.cloud import iam
 
 _OURS = str(Path(multitype.__file__).parent)
+SITE_DIR = Path(__file__).parent / "aws_record_site"
+RECORD_ENV = "MULTITYPE_AWS_RECORD_TO"
 _SINKS: list[list["Call"]] = []
 _ORIGINAL = botocore.session.Session.create_client
 
 
 @dataclass(frozen=True)
 class Call:
-    """One AWS operation: IAM service prefix, botocore operation name, and the parameters that matter."""
+    """One AWS operation: IAM service prefix, botocore operation name, the parameters that matter, the region."""
 
     service: str
     operation: str
     params: Mapping[str, Any] = field(hash=False, compare=False, default_factory=dict)
     ours: bool = field(hash=False, compare=False, default=True)
+    region: str | None = field(hash=False, compare=False, default=None)
 
     @property
     def action(self) -> str:
@@ -73,19 +88,26 @@ def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps({k: v for k, v in params.items() if k != "Body"}, default=lambda _: None))
 
 
-def _record(params: dict[str, Any], model: Any, **_: Any) -> None:
+def _record(params: dict[str, Any], model: Any, region: str | None = None, **_: Any) -> None:
     if not _SINKS:
         return
     service = model.service_model.signing_name or model.service_model.endpoint_prefix
-    call = Call(service, model.name, _plain(params), _from_our_code())
+    call = Call(service, model.name, _plain(params), _from_our_code(), region)
     for sink in _SINKS:
         sink.append(call)
 
 
 def _create_client(self: Any, *args: Any, **kwargs: Any) -> Any:
     client = _ORIGINAL(self, *args, **kwargs)
-    client.meta.events.register("provide-client-params", _record, unique_id="multitype-aws-recorder")
+    client.meta.events.register("provide-client-params", functools.partial(_record, region=client.meta.region_name),
+                                unique_id="multitype-aws-recorder")
     return client
+
+
+def subprocess_env(env: Mapping[str, str], path: Path) -> dict[str, str]:
+    """``env`` for a subprocess whose Python processes append their AWS operations to ``path`` (JSON lines)."""
+    python_path = os.pathsep.join(p for p in (str(SITE_DIR), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": python_path, RECORD_ENV: str(path)}
 
 
 def _forget_clients(setattr_: Any) -> None:
@@ -132,19 +154,32 @@ def pytest_unconfigure(config: Any) -> None:
         with open(path, "w", encoding="utf-8") as out:
             for call in _SESSION:
                 out.write(json.dumps({"service": call.service, "operation": call.operation, "ours": call.ours,
-                                      "params": call.params}) + "\n")
+                                      "params": call.params, "region": call.region}) + "\n")
 
 
-def load(path: str) -> list[Call]:
-    """The calls a ``--record-aws`` run wrote."""
+def load(path: str | Path) -> list[Call]:
+    """The calls a ``--record-aws`` run or the processes of :func:`subprocess_env` wrote."""
+    if not os.path.exists(path):
+        return []
     with open(path, encoding="utf-8") as lines:
-        return [Call(d["service"], d["operation"], d["params"], d["ours"]) for d in map(json.loads, lines)]
+        return [Call(d["service"], d["operation"], d["params"], d["ours"], d.get("region"))
+                for d in map(json.loads, lines)]
 
 
 # --- resources and context keys of a call -----------------------------------------------------------
-def target(call: Call, region: str, account: str) -> tuple[str, dict[str, str]]:
-    """The resource ARN a call acts on and its condition context keys (``"*"`` where the action has none)."""
+LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
+# an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's
+# condition keys as "_context"
+
+
+def target(call: Call, region: str, account: str,
+           tags: Mapping[str, Mapping[str, str]] | None = None) -> tuple[str, dict[str, str]]:
+    """The resource ARN a call acts on and its condition context keys (``"*"`` where the action has none).
+
+    ``tags``: resource id -> its tags, for ``aws:ResourceTag/...`` (what the resource carries in AWS).
+    """
     p = call.params
+    region = call.region or region
     if call.service == "s3":
         bucket = p.get("Bucket", "")
         if call.action == "s3:ListBucket":
@@ -161,8 +196,10 @@ def target(call: Call, region: str, account: str) -> tuple[str, dict[str, str]]:
             return f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}", context
         return "*", context
     if call.service == "logs":
-        group = p.get("logGroupName", "")
-        return f"arn:aws:logs:{region}:{account}:log-group:{group}:*", {}
+        group = f"arn:aws:logs:{region}:{account}:log-group:{p.get('logGroupName', '')}"
+        if call.operation in LOG_STREAM_OPERATIONS:  # the Service Authorization Reference's log-stream
+            return f"{group}:log-stream:{p.get('logStreamName', '')}", {}
+        return group, {}
     if call.service == "iam":
         if "RoleName" in p:
             return f"arn:aws:iam::{account}:role/{p['RoleName']}", {}
@@ -174,14 +211,63 @@ def target(call: Call, region: str, account: str) -> tuple[str, dict[str, str]]:
     if call.service == "budgets":
         name = p.get("Budget", {}).get("BudgetName") or p.get("BudgetName") or "*"
         return f"arn:aws:budgets::{account}:budget/{name}", {}
+    if call.service == "ec2":
+        context = {"ec2:Region": region, **{k: str(v) for k, v in p.get("_context", {}).items()}}
+        resource = p.get("_resource")
+        if resource is None:  # Describe*: no resource-level permissions
+            return "*", context
+        rid = resource.rsplit("/", 1)[-1]
+        context.update({f"aws:ResourceTag/{k}": v for k, v in (tags or {}).get(rid, {}).items()})
+        account_part = "" if resource.startswith("image/") else account
+        return f"arn:aws:ec2:{region}:{account_part}:{resource}", context
     return "*", {}
 
 
+def _run_instances(call: Call) -> list[Call]:
+    """RunInstances as IAM evaluates it: once per resource type, with ``aws:RequestTag`` of the types it tags,
+    plus ``ec2:CreateTags`` (``ec2:CreateAction=RunInstances``) on each tagged type."""
+    p = call.params
+    tagged = {spec["ResourceType"]: {t["Key"]: t["Value"] for t in spec.get("Tags", [])}
+              for spec in p.get("TagSpecifications", [])}
+    creates = ["instance", "volume", "network-interface"]
+    if p.get("InstanceMarketOptions", {}).get("MarketType") == "spot":
+        creates.append("spot-instances-request")
+    out = []
+    for kind in creates:
+        context = {f"aws:RequestTag/{k}": v for k, v in tagged.get(kind, {}).items()}
+        out.append(Call("ec2", "RunInstances", {"_resource": f"{kind}/new", "_context": context}, call.ours,
+                        call.region))
+        if kind in tagged:
+            out.append(Call("ec2", "CreateTags", {"_resource": f"{kind}/new",
+                                                  "_context": {**context, "ec2:CreateAction": "RunInstances"}},
+                            call.ours, call.region))
+    uses = [f"image/{p.get('ImageId', '')}", *(f"security-group/{g}" for g in p.get("SecurityGroupIds", []))]
+    if p.get("SubnetId"):
+        uses.append(f"subnet/{p['SubnetId']}")
+    if p.get("KeyName"):
+        uses.append(f"key-pair/{p['KeyName']}")
+    out += [Call("ec2", "RunInstances", {"_resource": r}, call.ours, call.region) for r in uses]
+    return out
+
+
 def expand(call: Call) -> list[Call]:
-    """A ``DeleteObjects`` as one ``DeleteObject`` per key (IAM checks each); other calls unchanged."""
+    """A call on several resources as one call per resource (IAM checks each); other calls unchanged."""
+    p = call.params
     if call.service == "s3" and call.operation == "DeleteObjects":
-        return [Call("s3", "DeleteObject", {"Bucket": call.params["Bucket"], "Key": o["Key"]})
-                for o in call.params["Delete"]["Objects"]]
+        return [Call("s3", "DeleteObject", {"Bucket": p["Bucket"], "Key": o["Key"]}, call.ours, call.region)
+                for o in p["Delete"]["Objects"]]
+    if call.service == "ec2" and call.operation == "CancelSpotInstanceRequests":
+        return [Call("ec2", call.operation, {"_resource": f"spot-instances-request/{i}"}, call.ours, call.region)
+                for i in p["SpotInstanceRequestIds"]]
+    if call.service == "ec2" and call.operation in ("TerminateInstances", "CreateTags"):
+        ids = p.get("InstanceIds") or p.get("Resources") or []
+        kind = {"i": "instance", "sir": "spot-instances-request", "vol": "volume"}
+        return [Call("ec2", call.operation, {"_resource": f"{kind.get(i.split('-')[0], 'instance')}/{i}",
+                                             "_context": {f"aws:RequestTag/{t['Key']}": t["Value"]
+                                                          for t in p.get("Tags", [])}}, call.ours, call.region)
+                for i in ids]
+    if call.service == "ec2" and call.operation == "RunInstances":
+        return _run_instances(call)
     return [call]
 
 
@@ -217,11 +303,12 @@ def allowed(document: Mapping[str, Any], action: str, resource: str, context: Ma
     return False
 
 
-def denied(document: Mapping[str, Any], calls: list[Call], region: str, account: str) -> list[str]:
+def denied(document: Mapping[str, Any], calls: list[Call], region: str, account: str,
+           tags: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     """The calls ``document`` does not allow, as readable lines (empty: all allowed)."""
     out = []
     for call in (c for each in calls for c in expand(each)):
-        resource, context = target(call, region, account)
+        resource, context = target(call, region, account, tags)
         if not allowed(document, call.action, resource, context):
             out.append(f"{call.service}.{call.operation} ({call.action}) on {resource} {context or ''}".strip())
     return sorted(set(out))

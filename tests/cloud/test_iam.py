@@ -65,22 +65,53 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     assert by_sid["PassSageMakerRole"]["Resource"] == ["arn:aws:iam::123456789012:role/MultitypeSageMaker"]
     assert by_sid["PassSageMakerRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert by_sid["PassInstanceRole"]["Resource"] == ["arn:aws:iam::123456789012:role/multitype-ec2"]
-    assert by_sid["StopOurInstances"]["Condition"] == {"StringEquals": {"aws:ResourceTag/multitype:project": "bbc-news"}}
+    ours = {"StringEquals": {"aws:ResourceTag/multitype:project": "bbc-news"}}
+    assert by_sid["StopOurInstances"]["Condition"] == ours
+    assert by_sid["TagOurResources"]["Condition"] == ours
+    assert by_sid["RunTaggedInstances"]["Condition"] == {"StringEquals": {"aws:RequestTag/multitype:project": "bbc-news"}}
+    assert by_sid["TagOnLaunch"]["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances",
+                                                                   "aws:RequestTag/multitype:project": "bbc-news"}}
+    ec2 = "arn:aws:ec2:us-east-1:123456789012"
+    for sid in ("RunTaggedInstances", "TagOnLaunch", "TagOurResources"):
+        assert by_sid[sid]["Resource"] == [f"{ec2}:instance/*", f"{ec2}:spot-instances-request/*", f"{ec2}:volume/*"]
+    # List actions have no resource-level permissions: "*", EC2's held to the project's region
     wildcard = [a for s in by_sid.values() if s["Resource"] == "*" for a in s["Action"]]
     assert sorted(wildcard) == ["ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
                                 "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory",
                                 "pricing:GetProducts", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity"]
+    assert by_sid["DescribeEc2"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
+    # budgets: read all (doctor looks for any budget with alerts), change only multitype-* (cost budget create)
+    assert by_sid["ReadBudgets"]["Resource"] == ["arn:aws:budgets::123456789012:budget/*"]
+    assert by_sid["CreateOurBudget"] == {"Sid": "CreateOurBudget", "Effect": "Allow",
+                                         "Action": ["budgets:ModifyBudget"],
+                                         "Resource": ["arn:aws:budgets::123456789012:budget/multitype-*"]}
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/multitype/ec2"
+    assert by_sid["ReadInstanceLogs"]["Action"] == ["logs:DescribeLogStreams", "logs:FilterLogEvents",
+                                                    "logs:GetLogEvents"]
+    assert by_sid["ReadInstanceLogs"]["Resource"] == [group, f"{group}:*"]
 
 
 def test_job_roles_logs_and_image() -> None:
     sm = {s["Sid"]: s for s in _statements(iam.policy("sagemaker-role", _scope()))}
-    assert sm["TrainingJobLogs"]["Resource"] == [
-        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/TrainingJobs:*"]
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/TrainingJobs"
+    assert sm["TrainingJobLogs"]["Resource"] == [group, f"{group}:*"]  # the reference's form and the long-used one
     assert sm["PullTrainingImage"]["Resource"] == ["arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training"]
     ec2 = {s["Sid"]: s for s in _statements(iam.policy("ec2-profile", _scope()))}
-    assert ec2["InstanceLogs"]["Resource"] == ["arn:aws:logs:us-east-1:123456789012:log-group:/multitype/ec2:*"]
-    assert not any(a.startswith(("ecr:", "sagemaker:", "iam:", "ec2:")) for a in iam.actions(iam.policy("ec2-profile",
-                                                                                                        _scope())))
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/multitype/ec2"
+    assert ec2["InstanceLogs"]["Resource"] == [group, f"{group}:*"]
+    assert ec2["InstanceLogs"]["Action"] == ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
+    # the user data cancels its own persistent spot request: found in the region, cancelled when the project's
+    assert ec2["FindOwnSpotRequest"] == {"Sid": "FindOwnSpotRequest", "Effect": "Allow",
+                                         "Action": ["ec2:DescribeSpotInstanceRequests"], "Resource": "*",
+                                         "Condition": {"StringEquals": {"ec2:Region": "us-east-1"}}}
+    assert ec2["CancelOwnSpotRequest"]["Resource"] == [
+        "arn:aws:ec2:us-east-1:123456789012:spot-instances-request/*"]
+    assert ec2["CancelOwnSpotRequest"]["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/multitype:project": "bbc-news"}}
+    assert not any(a.startswith(("ecr:", "sagemaker:", "iam:")) for a in iam.actions(iam.policy("ec2-profile",
+                                                                                                _scope())))
+    assert {a for a in iam.actions(iam.policy("ec2-profile", _scope())) if a.startswith("ec2:")} == {
+        "ec2:DescribeSpotInstanceRequests", "ec2:CancelSpotInstanceRequests"}
 
 
 def test_unknown_action_is_caught() -> None:

@@ -1,28 +1,50 @@
 """The policies of ``multitype iam policy`` against the AWS operations the project's code really makes.
 
-``test_recorded_flows_are_allowed_and_nothing_broader`` runs a representative
-set of commands in-process while :func:`aws_recorder.recording` records every
-operation (botocore's ``provide-client-params`` event): ``sync push --delete``,
-``sync pull``, ``sagemaker launch``/``status``/``list``/``logs``/``collect``,
-``train baseline`` on the S3 root (what a job does there with its role),
-``iam policy launcher``, and ``doctor`` (STS, the bucket round trip, IAM reads,
-Budgets, EC2 and SageMaker listings). Each call must be allowed on its own
-resource by the policy of whoever makes it, the same call on another bucket,
-prefix, job name or log group must not be, and every action a policy grants
-must either have been recorded or have its reason in ``iam.REASONS``.
+``test_recorded_flows_are_allowed_and_nothing_broader`` records every
+operation (botocore's ``provide-client-params`` event) of three principals:
 
-The EC2, cost and budget commands are built in parallel with this one:
+- the launcher (in-process, :func:`aws_recorder.recording`): ``sync push
+  --delete``, ``sagemaker launch``/``list``/``status``/``logs``/``collect``,
+  ``iam policy launcher``, ``cost budget create``, ``cost refresh`` (Price List
+  API and spot price history), ``sync archive --yes``, ``doctor`` (STS, the
+  bucket round trip, IAM reads, Budgets, EC2 and SageMaker listings), ``sync
+  pull``;
+- a job's role: ``train baseline`` on the S3 root (in-process), plus the S3
+  calls of the transformer training on the instance below (the same code runs
+  in a SageMaker job);
+- the EC2 instance: the REAL rendered user data run with bash (as in
+  ``test_user_data.py``) against SeaweedFS, moto and the IMDS stub, its Python
+  processes recording through ``aws_record_site/sitecustomize.py``: code
+  fetch, configs, CloudWatch Logs shipping, training with checkpoints on the S3
+  root, the finished mark, the log push, and the cancel of its own persistent
+  spot request.
+
+Each call must be allowed on its own resource by the policy of whoever makes
+it; the same call on another bucket, prefix, job name, log group, budget name,
+region or another project's spot request must not be; and every action a
+policy grants must have been made by that principal's flows or have its reason
+in ``iam.REASONS`` (all offenders reported at once).
+
+``ec2 launch/status/list/logs/terminate`` (branch e-ec2) are not on main:
 ``test_contract_operations`` checks the operations the CONTRACT names for them
-on the resources they will touch, and ``test_suite_record`` checks every
-action of a whole-suite recording (``-p tests.cloud.aws_recorder --record-aws``)
-once they have landed.
+(a RunInstances request as the CONTRACT describes it, evaluated per resource
+type as IAM does) and ``test_suite_record`` checks every action of a
+whole-suite recording (``-p tests.cloud.aws_recorder --record-aws``) once they
+have landed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shlex
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import pytest
 
@@ -38,40 +60,134 @@ ADMIN_ONLY = {  # `iam policy --create` is run once by an administrator, not wit
     "iam:ListPolicyVersions", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion"}
 
 
-def _scope(bucket: str) -> iam.Scope:
-    return iam.Scope(bucket=bucket, prefix="team/proj", region=REGION, account=ACCOUNT, project="bbc-news",
+PROJECT = "bbc-news"
+OTHER_PROJECT = {"multitype:project": "someone-else"}
+
+
+def _scope(bucket: str, prefix: str = "team/proj") -> iam.Scope:
+    return iam.Scope(bucket=bucket, prefix=prefix, region=REGION, account=ACCOUNT, project=PROJECT,
                      sagemaker_role="MultitypeSageMaker")
 
 
-def _broader(call: rec.Call) -> list[rec.Call]:
-    """The same call on what is not ours: another bucket, a sibling prefix, another job or log group."""
+def _broader(call: rec.Call, prefix: str) -> list[tuple[rec.Call, Mapping[str, Mapping[str, str]] | None]]:
+    """The same call on what is not ours: another bucket, a sibling prefix, another job, log group or budget,
+    another region, another project's spot request or instance (with the resource tags to evaluate it under)."""
     p = dict(call.params)
-    out = []
+    out: list[tuple[rec.Call, Mapping[str, Mapping[str, str]] | None]] = []
     if call.service == "s3" and "Bucket" in p:
-        out.append(rec.Call("s3", call.operation, {**p, "Bucket": "someone-elses-bucket"}))
+        sibling = prefix.rsplit("/", 1)[0] + "/other" if "/" in prefix else "other"
+        out.append((rec.Call("s3", call.operation, {**p, "Bucket": "someone-elses-bucket"}), None))
         if "Key" in p:
-            out.append(rec.Call("s3", call.operation, {**p, "Key": p["Key"].replace("team/proj", "team/other", 1)}))
+            out.append((rec.Call("s3", call.operation, {**p, "Key": p["Key"].replace(prefix, sibling, 1)}), None))
         elif "Prefix" in p:
-            out.append(rec.Call("s3", call.operation, {**p, "Prefix": "team/other/"}))
+            out.append((rec.Call("s3", call.operation, {**p, "Prefix": f"{sibling}/"}), None))
     if call.service == "sagemaker" and "TrainingJobName" in p:
-        out.append(rec.Call("sagemaker", call.operation, {**p, "TrainingJobName": "prod-pipeline-1"}))
+        out.append((rec.Call("sagemaker", call.operation, {**p, "TrainingJobName": "prod-pipeline-1"}), None))
     if call.service == "logs" and "logGroupName" in p:
-        out.append(rec.Call("logs", call.operation, {**p, "logGroupName": "/aws/lambda/billing"}))
+        out.append((rec.Call("logs", call.operation, {**p, "logGroupName": "/aws/lambda/billing"}), None))
+    if call.action == "budgets:ModifyBudget":
+        out.append((rec.Call("budgets", call.operation, {**p, "Budget": {"BudgetName": "finance-quarterly"}}), None))
+    if call.service == "ec2":
+        out.append((rec.Call("ec2", call.operation, p, call.ours, "eu-west-1"), None))
+        if "_resource" in p:
+            rid = p["_resource"].rsplit("/", 1)[-1]
+            out.append((call, {rid: OTHER_PROJECT}))  # another project's request or instance
+            out.append((call, {}))  # an untagged one
     return out
 
 
-def _check(document: dict[str, Any], calls: list[rec.Call], bucket: str) -> None:
-    assert rec.denied(document, calls, REGION, ACCOUNT) == []
+def _check(document: dict[str, Any], calls: list[rec.Call], prefix: str = "team/proj",
+           tags: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    assert rec.denied(document, calls, REGION, ACCOUNT, tags) == []
     for call in (c for each in calls for c in rec.expand(each)):
-        for other in _broader(call):
-            resource, context = rec.target(other, REGION, ACCOUNT)
-            assert not rec.allowed(document, other.action, resource, context), (other, resource)
+        for other, other_tags in _broader(call, prefix):
+            resource, context = rec.target(other, REGION, ACCOUNT, other_tags)
+            assert not rec.allowed(document, other.action, resource, context), (other, resource, context)
+
+
+@contextlib.contextmanager
+def price_list_api() -> Iterator[str]:
+    """The AWS Price List API, which moto lacks, on 127.0.0.1: every GetProducts finds no product (its URL)."""
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps({"FormatVersion": "aws_v1", "PriceList": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# a short transformer run on the instance: 3 steps an epoch, a checkpoint every 2, older ones rotated out
+INSTANCE_TRAINING = {"num_epochs": 3, "learning_rate": 1e-3,
+                     "checkpoint": {"every_steps": 2, "every_minutes": None, "keep_last_epochs": 1}}
+
+
+def _instance_flow(tmp_path: Path, s3_server, imds_stub) -> tuple[list[rec.Call], dict[str, dict[str, str]]]:
+    """Run the rendered user data as an instance would (a persistent spot request tagged with the project, which
+    it cancels after training); return what its Python processes called and the spot request's tags."""
+    from multitype.cloud.aws import client
+    from multitype.cloud.bundle import code_files
+    from multitype.cloud.ec2.userdata import render_user_data
+    from multitype.config import AwsConfig
+    from multitype.sync import sync
+    from tests.cloud import spot_helpers as spot
+    from tests.conftest import write_configs
+    from tests.transformer.conftest import transformer_yaml, write_processed
+
+    project = write_processed(tmp_path / "ec2-project")
+    write_configs(project / "configs", transformer=transformer_yaml(**INSTANCE_TRAINING),
+                  project=f"name: {PROJECT}\nseed: 42\naws: {{region: {REGION}}}\n")
+    root = f"s3://{s3_server.make_bucket('instance')}/proj"
+    sync("push", local=project, remote=root, only="data,configs,code", endpoint_url=s3_server.endpoint_url,
+         code_files=code_files(project))
+    model = spot.tiny_model(tmp_path / spot.MODEL_DIR_NAME)
+    tag = [{"Key": iam.PROJECT_TAG, "Value": PROJECT}]
+    made = client("ec2", AwsConfig(region=REGION)).request_spot_instances(
+        InstanceCount=1, Type="persistent", LaunchSpecification={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
+        TagSpecifications=[{"ResourceType": "spot-instances-request", "Tags": tag}])["SpotInstanceRequests"][0]
+    found = client("ec2", AwsConfig(region=REGION)).describe_spot_instance_requests(
+        SpotInstanceRequestIds=[made["SpotInstanceRequestId"]])["SpotInstanceRequests"][0]
+    imds_stub.instance_id = found["InstanceId"]
+    tags = {found["SpotInstanceRequestId"]: {t["Key"]: t["Value"] for t in found.get("Tags", [])}}
+    assert tags[found["SpotInstanceRequestId"]] == {iam.PROJECT_TAG: PROJECT}  # as ec2 launch tags its request
+
+    script = tmp_path / "user-data.sh"
+    script.write_text(render_user_data(root=root, region=REGION, run_id="20261201-iam-coverage",
+                                       train_args=["transformer", "--model-name", str(model)],
+                                       endpoint_url=s3_server.endpoint_url), encoding="utf-8")
+    record = tmp_path / "instance-calls.jsonl"
+    env = {**os.environ, **spot.THREADS_ENV, "MULTITYPE_WORK_DIR": str(tmp_path / "instance"),
+           "MULTITYPE_SHUTDOWN_CMD": "true", "MULTITYPE_USE_PYTHON": sys.executable,
+           "MULTITYPE_LOG_SHIP_INTERVAL": "0.5"}
+    env.pop("AWS_ENDPOINT_URL", None)  # the script sets the S3 endpoint itself (endpoint_url)
+    done = subprocess.run(["bash", str(script)], env=rec.subprocess_env(env, record), stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=300)
+    log = (tmp_path / "instance" / "user-data.log").read_text(errors="replace")
+    assert done.returncode == 0, (shlex.join(["bash", str(script)]), log[-3000:])
+    assert f"cancelled the persistent spot request {found['SpotInstanceRequestId']}" in log
+    return rec.load(record), tags
 
 
 @pytest.mark.slow
-def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env, tmp_path: Path,
+def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env, imds_stub, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
+    monkeypatch.setenv("MULTITYPE_PRICES", str(tmp_path / "prices.json"))  # cost refresh's user copy
     bucket = s3_server.make_bucket("cover")
     remote = f"s3://{bucket}/team/proj"
     root, configs = make_project(tmp_path, remote)
@@ -80,20 +196,24 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
         assert cli("iam", "policy", kind, "--create", "--config-dir", configs).exit_code == 0
     s3_server.client().put_object(Bucket=bucket, Key="team/proj/results/stale.json", Body=b"{}")  # --delete's
 
-    with rec.recording(monkeypatch) as launcher_calls:
+    prices = contextlib.ExitStack()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", prices.enter_context(price_list_api()))
+    with prices, rec.recording(monkeypatch) as launcher_calls:
         for args in (["sync", "push", "--local", root, "--remote", remote, "--delete", "--config-dir", configs],
                      ["sagemaker", "launch", "--model-name", "minilm", *where],
                      ["sagemaker", "list", *where],
-                     ["iam", "policy", "launcher", "--config-dir", configs]):
+                     ["iam", "policy", "launcher", "--config-dir", configs],
+                     ["cost", "budget", "create", "--amount", "50", "--email", "ops@example.com", *where]):
             res = cli(*args)
             assert res.exit_code == 0, (args, res.stderr)
         job = next(c.params["TrainingJobName"] for c in launcher_calls if c.operation == "CreateTrainingJob")
         put_lines(job, "algo-1", [(1764583200000, "METRIC val_accuracy=0.5")])  # the job's log (test setup)
-        # moto has no model.tar.gz for the job, SeaweedFS no lifecycle rules: these may answer an
-        # error, after making their calls
+        # moto has no model.tar.gz for the job and no Price List API, SeaweedFS no lifecycle rules: these may
+        # answer an error, after making their calls
         for args in (["sync", "archive", "--remote", remote, "--yes", "--config-dir", configs],
                      ["sagemaker", "status", job, *where], ["sagemaker", "logs", job, *where],
                      ["sagemaker", "collect", job, *where],
+                     ["cost", "refresh", *where],
                      ["doctor", "--json", "--local", root, *where],
                      ["sync", "pull", "--local", tmp_path / "pulled", "--remote", remote, "--only", "results",
                       "--config-dir", configs]):
@@ -101,44 +221,67 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     with rec.recording(monkeypatch) as job_calls:
         res = cli("train", "baseline", "--models", "logreg", "--root", remote, "--config-dir", configs)
         assert res.exit_code == 0, res.stderr
+    instance_calls, spot_tags = _instance_flow(tmp_path, s3_server, imds_stub)
 
     ours = [c for c in launcher_calls if c.ours]
     operations = {f"{c.service}:{c.operation}" for c in ours}
     for expected in ("s3:PutObject", "s3:DeleteObject", "s3:ListObjectsV2", "s3:GetObject",
-                     "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:ListTrainingJobs",
-                     "sts:GetCallerIdentity", "iam:GetRole", "iam:GetRolePolicy", "iam:GetInstanceProfile",
-                     "budgets:DescribeBudgets", "ec2:DescribeInstances"):
+                     "s3:GetBucketLifecycleConfiguration", "sagemaker:CreateTrainingJob",
+                     "sagemaker:DescribeTrainingJob", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity",
+                     "iam:GetRole", "iam:GetRolePolicy", "iam:GetInstanceProfile", "budgets:CreateBudget",
+                     "budgets:DescribeBudgets", "budgets:DescribeNotificationsForBudget", "pricing:GetProducts",
+                     "ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances", "logs:GetLogEvents"):
         assert expected in operations, (expected, sorted(operations))
     scope = _scope(bucket)
-    _check(iam.policy("launcher", scope), ours, bucket)
+    launcher = iam.policy("launcher", scope)
+    _check(launcher, ours)
     for call in (c for c in ours if c.operation == "CreateTrainingJob"):  # the role it hands over
-        launcher = iam.policy("launcher", scope)
         assert rec.allowed(launcher, "iam:PassRole", call.params["RoleArn"],
                            {"iam:PassedToService": "sagemaker.amazonaws.com"})
         assert not rec.allowed(launcher, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/Admin",
                                {"iam:PassedToService": "sagemaker.amazonaws.com"})
         assert not rec.allowed(launcher, "iam:PassRole", call.params["RoleArn"],
                                {"iam:PassedToService": "lambda.amazonaws.com"})
+
+    # the instance: everything its user data and training called, with the EC2 profile of its own root
+    on_instance = {f"{c.service}:{c.operation}" for c in instance_calls}
+    for expected in ("s3:ListObjectsV2", "s3:GetObject", "s3:PutObject", "s3:DeleteObjects", "logs:CreateLogGroup",
+                     "logs:CreateLogStream", "logs:PutLogEvents", "ec2:DescribeSpotInstanceRequests",
+                     "ec2:CancelSpotInstanceRequests"):
+        assert expected in on_instance, (expected, sorted(on_instance))
+    instance_bucket = next(c.params["Bucket"] for c in instance_calls if c.service == "s3")
+    _check(iam.policy("ec2-profile", _scope(instance_bucket, "proj")), instance_calls, "proj", spot_tags)
+
+    # a job's role: the baseline on the S3 root here, the transformer training's S3 calls on the instance
     in_job = [c for c in job_calls if c.ours]
     assert {c.operation for c in in_job} >= {"PutObject", "GetObject"}
     for kind in ("sagemaker-role", "ec2-profile"):
-        _check(iam.policy(kind, scope), in_job, bucket)
+        _check(iam.policy(kind, scope), in_job)
+    _check(iam.policy("sagemaker-role", _scope(instance_bucket, "proj")),
+           [c for c in instance_calls if c.service == "s3"], "proj")
 
-    # nothing broader: every granted action was made by these flows or has its reason
-    made = {c.action for c in ours + in_job}
-    unexplained = []
-    for kind in ("sagemaker-role", "ec2-profile", "launcher"):
+    # nothing broader: every action a policy grants was made by that principal's flows or has its reason
+    made = {"launcher": {c.action for c in ours},
+            "sagemaker-role": {c.action for c in in_job + instance_calls if c.service == "s3"},
+            "ec2-profile": {c.action for c in instance_calls}}
+    unexplained, granted = [], {}
+    for kind, actions_made in made.items():
         document = iam.policy(kind, scope)
+        granted[kind] = iam.actions(document)
         for statement in document["Statement"]:
-            for action in statement["Action"]:
-                assert "*" not in action, (kind, action)
-                if action not in made and action not in iam.REASONS:
-                    unexplained.append((kind, action))
             if any(a.startswith("s3:") for a in statement["Action"]):
                 assert statement["Resource"] != "*"
-    assert unexplained == []
-    assert not [a for a in iam.REASONS if a in made and a not in iam.IAM_ONLY and not a.startswith(
-        ("ec2:", "budgets:", "pricing:", "iam:", "logs:"))], "a reason for an action the flows make anyway"
+        for action in sorted(granted[kind]):
+            assert "*" not in action, (kind, action)
+            if action not in actions_made and action not in iam.REASONS:
+                unexplained.append((kind, action))
+    assert unexplained == [], "granted but neither made nor explained in iam.REASONS"
+    # and no reason for an action every policy granting it sees made anyway
+    redundant = [a for a in iam.REASONS if all(a in made[k] for k in made if a in granted[k])]
+    assert redundant == [], "a reason in iam.REASONS for an action the flows make"
+    # every operation recorded (bar the administrator's --create, not run under recording) is in some policy
+    everything = {c.action for c in ours + in_job + instance_calls}
+    assert everything - set().union(*granted.values()) == set()
 
 
 def test_contract_operations() -> None:
@@ -148,6 +291,7 @@ def test_contract_operations() -> None:
     ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
     tagged = {"aws:RequestTag/multitype:project": "bbc-news"}
     ours = {"aws:ResourceTag/multitype:project": "bbc-news"}
+    region = {"ec2:Region": REGION}
     allow = [
         ("ec2:RunInstances", f"{ec2}:instance/i-0abc", tagged),
         ("ec2:RunInstances", f"{ec2}:volume/vol-0abc", tagged),
@@ -156,16 +300,18 @@ def test_contract_operations() -> None:
         ("ec2:RunInstances", f"{ec2}:subnet/subnet-1", {}),
         ("ec2:RunInstances", f"{ec2}:security-group/sg-1", {}),
         ("ec2:RunInstances", f"{ec2}:network-interface/eni-1", {}),
-        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", {"ec2:CreateAction": "RunInstances"}),
+        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", {"ec2:CreateAction": "RunInstances", **tagged}),
         ("ec2:TerminateInstances", f"{ec2}:instance/i-0abc", ours),
         ("ec2:CancelSpotInstanceRequests", f"{ec2}:spot-instances-request/sir-1", ours),
-        ("ec2:DescribeInstances", "*", {}), ("ec2:DescribeImages", "*", {}),
-        ("ec2:DescribeSpotPriceHistory", "*", {}), ("ec2:DescribeSpotInstanceRequests", "*", {}),
-        ("ec2:DescribeInstanceTypes", "*", {}), ("pricing:GetProducts", "*", {}),
+        ("ec2:DescribeInstances", "*", region), ("ec2:DescribeImages", "*", region),
+        ("ec2:DescribeSpotPriceHistory", "*", region), ("ec2:DescribeSpotInstanceRequests", "*", region),
+        ("ec2:DescribeInstanceTypes", "*", region), ("pricing:GetProducts", "*", {}),
         ("budgets:ModifyBudget", f"arn:aws:budgets::{ACCOUNT}:budget/multitype-monthly", {}),
         ("budgets:ViewBudget", f"arn:aws:budgets::{ACCOUNT}:budget/multitype-monthly", {}),
         ("logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2:log-stream:run-1", {}),
         ("logs:DescribeLogStreams", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2:*", {}),
+        ("logs:FilterLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2", {}),
+        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", ours),  # our own instance, after the launch
         ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/multitype-ec2", {"iam:PassedToService": "ec2.amazonaws.com"}),
         ("iam:GetInstanceProfile", f"arn:aws:iam::{ACCOUNT}:instance-profile/multitype-ec2", {}),
     ]
@@ -174,7 +320,10 @@ def test_contract_operations() -> None:
     deny = [
         ("ec2:RunInstances", f"{ec2}:instance/i-0abc", {"aws:RequestTag/multitype:project": "other"}),
         ("ec2:RunInstances", f"{ec2}:instance/i-0abc", {}),  # untagged
-        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", {}),  # retagging an existing instance
+        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", {}),  # tagging someone else's instance
+        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", tagged),  # ... as ours (to terminate it next)
+        ("ec2:DescribeInstances", "*", {"ec2:Region": "eu-west-1"}),
+        ("budgets:ModifyBudget", f"arn:aws:budgets::{ACCOUNT}:budget/finance-quarterly", {}),
         ("ec2:TerminateInstances", f"{ec2}:instance/i-0abc", {"aws:ResourceTag/multitype:project": "other"}),
         ("ec2:TerminateInstances", f"{ec2}:instance/i-0abc", {}),
         ("logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/x:log-stream:s", {}),
@@ -185,6 +334,32 @@ def test_contract_operations() -> None:
     ]
     for action, resource, context in deny:
         assert not rec.allowed(launcher, action, resource, context), (action, resource, context)
+    # RunInstances as the CONTRACT describes ec2 launch's request, evaluated per resource type as IAM does
+    tags = [{"Key": "multitype:project", "Value": "bbc-news"}, {"Key": "multitype:run", "Value": "run-1"},
+            {"Key": "Name", "Value": "multitype-run-1"}]
+    request = {"ImageId": "ami-0abc", "InstanceType": "g5.xlarge", "MinCount": 1, "MaxCount": 1,
+               "IamInstanceProfile": {"Name": "multitype-ec2"}, "InstanceInitiatedShutdownBehavior": "terminate",
+               "MetadataOptions": {"HttpTokens": "required"}, "SubnetId": "subnet-1", "SecurityGroupIds": ["sg-1"],
+               "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "persistent",
+                                                                               "InstanceInterruptionBehavior": "stop"}},
+               "TagSpecifications": [{"ResourceType": t, "Tags": tags}
+                                     for t in ("instance", "volume", "spot-instances-request")]}
+    launch = rec.Call("ec2", "RunInstances", request, region=REGION)
+    assert rec.denied(launcher, [launch], REGION, ACCOUNT) == []
+    checked = {(c.action, c.params["_resource"].split("/")[0]) for c in rec.expand(launch)}
+    assert ("ec2:CreateTags", "spot-instances-request") in checked and ("ec2:RunInstances", "image") in checked
+    for kind in ("instance", "volume", "spot-instances-request"):  # each created resource must carry the tag
+        untagged = {**request, "TagSpecifications": [s for s in request["TagSpecifications"]
+                                                      if s["ResourceType"] != kind]}
+        assert rec.denied(launcher, [rec.Call("ec2", "RunInstances", untagged, region=REGION)], REGION, ACCOUNT)
+    other = {**request, "TagSpecifications": [{**s, "Tags": [{"Key": "multitype:project", "Value": "x"}]}
+                                              for s in request["TagSpecifications"]]}
+    assert rec.denied(launcher, [rec.Call("ec2", "RunInstances", other, region=REGION)], REGION, ACCOUNT)
+    assert rec.denied(launcher, [rec.Call("ec2", "RunInstances", request, region="eu-west-1")], REGION, ACCOUNT)
+    terminate = rec.Call("ec2", "TerminateInstances", {"InstanceIds": ["i-0abc"]}, region=REGION)
+    assert rec.denied(launcher, [terminate], REGION, ACCOUNT, {"i-0abc": {"multitype:project": "bbc-news"}}) == []
+    assert rec.denied(launcher, [terminate], REGION, ACCOUNT, {"i-0abc": {"multitype:project": "x"}})
+
     # the instance itself: its user data pulls code/configs/data and pushes results, logs to /multitype/ec2
     group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2:log-stream:run-1"
     for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
@@ -194,7 +369,12 @@ def test_contract_operations() -> None:
         assert rec.allowed(profile, "s3:GetObject", f"arn:aws:s3:::nlp-bucket/team/proj/{key}", {})
     assert rec.allowed(profile, "s3:PutObject", "arn:aws:s3:::nlp-bucket/team/proj/results/transformer/m.json", {})
     assert not rec.allowed(profile, "s3:DeleteObject", "arn:aws:s3:::nlp-bucket/team/proj/data/processed/x.csv", {})
-    assert not any(a.startswith(("ec2:", "iam:", "sagemaker:")) for a in iam.actions(profile))
+    assert not any(a.startswith(("iam:", "sagemaker:", "budgets:", "pricing:")) for a in iam.actions(profile))
+    sir = f"{ec2}:spot-instances-request/sir-1"
+    assert rec.allowed(profile, "ec2:CancelSpotInstanceRequests", sir, ours)
+    assert not rec.allowed(profile, "ec2:CancelSpotInstanceRequests", sir, {"aws:ResourceTag/multitype:project": "x"})
+    assert not rec.allowed(profile, "ec2:TerminateInstances", f"{ec2}:instance/i-0abc", ours)
+    assert not rec.allowed(profile, "ec2:DescribeSpotInstanceRequests", "*", {"ec2:Region": "eu-west-1"})
 
 
 def test_suite_record() -> None:

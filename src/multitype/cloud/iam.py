@@ -20,11 +20,21 @@ testable offline need, each with its reason:
   ``/aws/sagemaker/TrainingJobs``, training metrics, and ECR pull for the AWS
   Deep Learning Container images (account 763104351884).
 - ``ec2-profile``: what the instance's user data and training need: S3 on the
-  prefix and CloudWatch Logs for ``/multitype/ec2``.
+  prefix, CloudWatch Logs for ``/multitype/ec2``, and cancelling its own
+  persistent spot request after a success or a failure (spot requests tagged
+  ``multitype:project`` with the project's name; finding it is a List action,
+  which IAM scopes to the region only).
 - ``launcher``: what the laptop user needs for every multitype command (sync,
   training on an S3 root, SageMaker and EC2 launches, logs, cost, budgets,
-  doctor), with ``iam:PassRole`` limited to the two roles.
+  doctor), with ``iam:PassRole`` limited to the two roles, EC2 instances,
+  volumes and spot requests created, tagged and terminated only with the
+  project's ``multitype:project`` tag, and budgets changed only when named
+  ``multitype-*`` (``cost budget create``'s default name).
 - ``trust``: the assume-role policy of the SageMaker or the EC2 role.
+
+EC2 ``Describe*`` and ``pricing:GetProducts`` are List actions without
+resource-level permissions: ``"Resource": "*"``, EC2's conditioned on the
+region.
 
 S3 is never ``s3:*`` and never on ``*``: objects are ``<bucket>/<prefix>/*``,
 listing is conditioned on ``s3:prefix``, and ``s3:DeleteObject`` is granted
@@ -82,10 +92,11 @@ SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "logs": "logs", "ecr": "ecr", 
 REASONS: dict[str, str] = {
     "s3:AbortMultipartUpload": "s3transfer aborts a multipart upload that failed, so no parts are left billed",
     "logs:CreateLogGroup": "SageMaker creates /aws/sagemaker/TrainingJobs with the job's role on the first job "
-                           "of an account; the EC2 user data creates /multitype/ec2 the same way",
-    "logs:CreateLogStream": "SageMaker (with the job role) and the EC2 user data write a stream per job or run",
-    "logs:PutLogEvents": "SageMaker (with the job role) and the EC2 user data send the training output",
-    "logs:DescribeLogStreams": "the CloudWatch Logs agent of the job or instance looks up its stream",
+                           "of an account",
+    "logs:CreateLogStream": "SageMaker writes a stream per job with the job role",
+    "logs:PutLogEvents": "SageMaker sends the job's output with the job role",
+    "logs:DescribeLogStreams": "SageMaker's log agent looks up the job's stream with the job role",
+    "logs:FilterLogEvents": "ec2 logs searches the run's stream in /multitype/ec2 (branch e-ec2, not on main yet)",
     "cloudwatch:PutMetricData": "SageMaker publishes the job's METRIC values (metric definitions) with the role",
     "ecr:GetAuthorizationToken": "SageMaker pulls the Deep Learning Container image with the role",
     "ecr:BatchGetImage": "SageMaker pulls the Deep Learning Container image with the role",
@@ -94,22 +105,17 @@ REASONS: dict[str, str] = {
     "sagemaker:StopTrainingJob": "sagemaker stop (moto implements no StopTrainingJob, so no offline flow makes it)",
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
-    "ec2:RunInstances": "ec2 launch",
-    "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources",
-    "ec2:TerminateInstances": "ec2 terminate",
+    "ec2:RunInstances": "ec2 launch (branch e-ec2, not on main yet)",
+    "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources; ec2 launch may tag "
+                      "its own (already tagged) instance or spot request afterwards",
+    "ec2:TerminateInstances": "ec2 terminate (branch e-ec2)",
     "ec2:CancelSpotInstanceRequests": "ec2 terminate cancels a persistent spot request, which would start a "
-                                      "replacement instance otherwise",
-    "ec2:DescribeInstances": "ec2 status/list and doctor",
-    "ec2:DescribeImages": "ec2 launch looks up the newest Deep Learning AMI",
-    "ec2:DescribeSpotInstanceRequests": "ec2 status shows the spot request state",
-    "ec2:DescribeSpotPriceHistory": "cost refresh reads current spot prices",
-    "ec2:DescribeInstanceTypes": "ec2 launch checks the instance type",
-    "pricing:GetProducts": "cost refresh reads on-demand prices from the Price List API",
-    "budgets:ModifyBudget": "cost budget create",
-    "budgets:ViewBudget": "doctor checks that a budget alert exists",
-    "iam:GetInstanceProfile": "ec2 launch and doctor check that the instance profile exists",
-    "iam:GetRole": "doctor checks the roles and their trust policies",
-    "iam:GetRolePolicy": "doctor compares the roles' inline policies with these",
+                                      "replacement instance otherwise (branch e-ec2; the instance's own cancel is "
+                                      "recorded)",
+    "ec2:DescribeImages": "ec2 launch looks up the newest Deep Learning AMI (branch e-ec2)",
+    "ec2:DescribeSpotInstanceRequests": "ec2 status shows the spot request state (branch e-ec2; the instance's own "
+                                        "look-up is recorded)",
+    "ec2:DescribeInstanceTypes": "ec2 launch checks the instance type (branch e-ec2)",
 }
 
 
@@ -148,6 +154,14 @@ class Scope:
 
     def log_group(self, group: str) -> str:
         return f"arn:aws:logs:{self.region}:{self.account}:log-group:{group}:*"
+
+    def log_group_arns(self, group: str) -> list[str]:
+        """The group as the Service Authorization Reference writes it, and with ``:*`` (its streams, and the
+        form CloudWatch Logs has long evaluated group actions against): either works."""
+        return [f"arn:aws:logs:{self.region}:{self.account}:log-group:{group}", self.log_group(group)]
+
+    def ec2(self, resource: str) -> str:
+        return f"arn:aws:ec2:{self.region}:{self.account}:{resource}"
 
 
 def _name(value: str | None, kind: str, default: str) -> str:
@@ -227,9 +241,18 @@ JOB_DELETES = [layout.CHECKPOINTS, "models/final"]
 LAUNCHER_DELETES = sorted({*layout.SYNC_GROUPS.values(), DOCTOR_FOLDER})
 
 
-def _logs_write(scope: Scope, group: str, sid: str) -> dict[str, Any]:
-    return _statement(sid, ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                            "logs:DescribeLogStreams"], [scope.log_group(group)])
+def _logs_write(scope: Scope, group: str, sid: str, describe: bool = True) -> dict[str, Any]:
+    """Create ``group`` and its streams, put events (``describe``: and look streams up, as SageMaker's agent does)."""
+    return _statement(sid, ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
+                      + ["logs:DescribeLogStreams"] * describe, scope.log_group_arns(group))
+
+
+def _in_region(scope: Scope) -> dict[str, Any]:
+    return {"StringEquals": {"ec2:Region": scope.region}}
+
+
+def _ours(scope: Scope) -> dict[str, Any]:
+    return {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": scope.project}}
 
 
 def sagemaker_role_policy(scope: Scope) -> dict[str, Any]:
@@ -250,7 +273,12 @@ def ec2_profile_policy(scope: Scope) -> dict[str, Any]:
     """The inline policy of the EC2 instance role (in the instance profile)."""
     return {"Version": VERSION, "Statement": [
         *_s3(scope, JOB_DELETES, "ProjectS3"),
-        _logs_write(scope, EC2_LOG_GROUP, "InstanceLogs"),
+        _logs_write(scope, EC2_LOG_GROUP, "InstanceLogs", describe=False),
+        # the user data cancels its own persistent spot request after a success or a failure (else a
+        # replacement starts): IAM cannot tie a request to the instance asking, so the project's tag it is
+        _statement("FindOwnSpotRequest", ["ec2:DescribeSpotInstanceRequests"], "*", _in_region(scope)),
+        _statement("CancelOwnSpotRequest", ["ec2:CancelSpotInstanceRequests"],
+                   [scope.ec2("spot-instances-request/*")], _ours(scope)),
     ]}
 
 
@@ -259,8 +287,7 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
     bucket = f"arn:aws:s3:::{scope.bucket}"
     jobs = f"arn:aws:sagemaker:{scope.region}:{scope.account}:training-job/{JOB_PREFIX}*"
     tagged = {"StringEquals": {f"aws:RequestTag/{PROJECT_TAG}": scope.project}}
-    ours = {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": scope.project}}
-    ec2 = f"arn:aws:ec2:{scope.region}:{scope.account}"
+    made = [scope.ec2("instance/*"), scope.ec2("volume/*"), scope.ec2("spot-instances-request/*")]
     return {"Version": VERSION, "Statement": [
         *_s3(scope, LAUNCHER_DELETES, "ProjectS3"),
         _statement("ArchiveRules", ["s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration"], [bucket]),
@@ -276,24 +303,28 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
                    [scope.role_arn(scope.sagemaker_role), scope.role_arn(scope.ec2_role)]),
         _statement("ReadInstanceProfile", ["iam:GetInstanceProfile"],
                    [f"arn:aws:iam::{scope.account}:instance-profile/{scope.ec2_profile}"]),
-        _statement("ReadJobAndInstanceLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents"],
-                   [scope.log_group(SAGEMAKER_LOG_GROUP), scope.log_group(EC2_LOG_GROUP)]),
+        _statement("ReadJobLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents"],
+                   scope.log_group_arns(SAGEMAKER_LOG_GROUP)),
+        _statement("ReadInstanceLogs", ["logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents"],
+                   scope.log_group_arns(EC2_LOG_GROUP)),
         # RunInstances touches several resource types; only the ones it creates can carry a tag condition
-        _statement("RunTaggedInstances", ["ec2:RunInstances"],
-                   [f"{ec2}:instance/*", f"{ec2}:volume/*", f"{ec2}:spot-instances-request/*"], tagged),
+        _statement("RunTaggedInstances", ["ec2:RunInstances"], made, tagged),
         _statement("RunInstancesWith", ["ec2:RunInstances"],
-                   [f"arn:aws:ec2:{scope.region}::image/*", f"{ec2}:network-interface/*", f"{ec2}:subnet/*",
-                    f"{ec2}:security-group/*", f"{ec2}:key-pair/*"]),
-        _statement("TagOnLaunch", ["ec2:CreateTags"],
-                   [f"{ec2}:instance/*", f"{ec2}:volume/*", f"{ec2}:spot-instances-request/*"],
-                   {"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
+                   [f"arn:aws:ec2:{scope.region}::image/*", scope.ec2("network-interface/*"), scope.ec2("subnet/*"),
+                    scope.ec2("security-group/*"), scope.ec2("key-pair/*")]),
+        _statement("TagOnLaunch", ["ec2:CreateTags"], made,
+                   {"StringEquals": {"ec2:CreateAction": "RunInstances", **tagged["StringEquals"]}}),
+        _statement("TagOurResources", ["ec2:CreateTags"], made, _ours(scope)),
         _statement("StopOurInstances", ["ec2:CancelSpotInstanceRequests", "ec2:TerminateInstances"],
-                   [f"{ec2}:instance/*", f"{ec2}:spot-instances-request/*"], ours),
+                   [scope.ec2("instance/*"), scope.ec2("spot-instances-request/*")], _ours(scope)),
+        # List actions: IAM has no resource-level permissions for them, only the region
         _statement("DescribeEc2", ["ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
-                                   "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory"], "*"),
+                                   "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory"], "*",
+                   _in_region(scope)),
         _statement("Prices", ["pricing:GetProducts"], "*"),
-        _statement("Budgets", ["budgets:ModifyBudget", "budgets:ViewBudget"],
-                   [f"arn:aws:budgets::{scope.account}:budget/*"]),
+        _statement("ReadBudgets", ["budgets:ViewBudget"], [f"arn:aws:budgets::{scope.account}:budget/*"]),
+        _statement("CreateOurBudget", ["budgets:ModifyBudget"],
+                   [f"arn:aws:budgets::{scope.account}:budget/{JOB_PREFIX}*"]),
     ]}
 
 
