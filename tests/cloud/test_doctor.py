@@ -2,12 +2,12 @@
 
 The clean setup is built with the project's own commands: ``prepare``,
 ``train baseline`` and ``report`` on a local root, ``sync push --only code``,
-``iam policy ... --create``; the budget with the Budgets client as
-``cost budget create`` makes it. The broken one has no results, an audit
-reporting cross-split duplicates, an uncommitted and unpushed code tree, no
-roles, no budget, a running instance of the project and a running job (moto
-marks jobs Completed at once: the ListTrainingJobs answer is edited at our
-client, the request still goes to moto).
+``iam policy ... --create``, ``cost budget create --email``. The broken one
+has no results, an audit reporting cross-split duplicates, an uncommitted and
+unpushed code tree, no roles, no budget, a running instance and a persistent
+spot request of the project (and another project's, not reported) and a
+running job (moto marks jobs Completed at once: the ListTrainingJobs answer is
+edited at our client, the request still goes to moto).
 """
 
 from __future__ import annotations
@@ -58,17 +58,6 @@ def _doctor(cli, proj: Path) -> tuple[int, dict[str, dict[str, str]]]:
     return res.exit_code, {c["name"]: c for c in checks}
 
 
-def _budget() -> None:
-    aws.client("budgets", AwsConfig()).create_budget(
-        AccountId=ACCOUNT,
-        Budget={"BudgetName": "multitype-monthly", "BudgetLimit": {"Amount": "50", "Unit": "USD"},
-                "TimeUnit": "MONTHLY", "BudgetType": "COST"},
-        NotificationsWithSubscribers=[{
-            "Notification": {"NotificationType": "ACTUAL", "ComparisonOperator": "GREATER_THAN",
-                             "Threshold": pct, "ThresholdType": "PERCENTAGE"},
-            "Subscribers": [{"SubscriptionType": "EMAIL", "Address": "ops@example.com"}]} for pct in (80.0, 100.0)])
-
-
 @pytest.mark.slow
 def test_clean_setup_passes_everything(cli, s3_server, aws_env, tmp_path: Path) -> None:
     remote = f"s3://{s3_server.make_bucket('doctor')}/proj"
@@ -83,13 +72,16 @@ def test_clean_setup_passes_everything(cli, s3_server, aws_env, tmp_path: Path) 
     for kind in ("sagemaker-role", "ec2-profile"):
         res = cli("iam", "policy", kind, "--create", "--config-dir", proj / "configs")
         assert res.exit_code == 0, res.stderr
-    _budget()
+    res = cli("cost", "budget", "create", "--amount", "50", "--email", "ops@example.com", *common)
+    assert res.exit_code == 0, res.stderr
 
     code, checks = _doctor(cli, proj)
     assert {n: c["status"] for n, c in checks.items()} == {n: "PASS" for n in NAMES}, checks
     assert code == 0
     assert checks["credentials and region"]["reason"].startswith(f"account {ACCOUNT} as ")
-    assert checks["budget alert"]["reason"] == "budget multitype-monthly has alerts"
+    assert checks["budget alert"]["reason"] == "budget multitype-bbc-news-monthly has alerts"
+    assert checks["nothing left running"]["reason"] == ("no instance or spot request tagged multitype:project=bbc-news "
+                                                        "and no multitype-* job running")
     assert s3_server.list_keys(remote.split("/")[2], "proj/.multitype-doctor/") == []  # the test object is gone
     table = cli("doctor", "--local", proj, "--root", proj, "--config-dir", proj / "configs")
     assert table.exit_code == 0 and "PASS" in table.stdout and "FAIL" not in table.stdout
@@ -112,6 +104,12 @@ def test_broken_setup_names_each_failure_and_its_fix(cli, s3_server, aws_env, tm
         {"ResourceType": "instance", "Tags": [{"Key": "multitype:project", "Value": "bbc-news"}]}])["Instances"][0]
     ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=[  # another project's: not ours
         {"ResourceType": "instance", "Tags": [{"Key": "multitype:project", "Value": "other"}]}])
+    requests = [ec2.request_spot_instances(  # a persistent request would start instance after instance
+        InstanceCount=1, Type=kind, LaunchSpecification={"ImageId": image, "InstanceType": "g5.xlarge"},
+        TagSpecifications=[{"ResourceType": "spot-instances-request",
+                            "Tags": [{"Key": "multitype:project", "Value": project}]}],
+    )["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
+        for kind, project in (("persistent", "bbc-news"), ("persistent", "other"), ("one-time", "bbc-news"))]
     create_job("multitype-minilm-20261201T101500Z")
     create_job("someone-elses-job")
 
@@ -131,9 +129,10 @@ def test_broken_setup_names_each_failure_and_its_fix(cli, s3_server, aws_env, tm
                                           "multitype iam policy ec2-profile --create"),
         "budget alert": (f"no AWS budget in account {ACCOUNT}",
                          "multitype cost budget create --amount USD --email ADDR"),
-        "nothing left running": (f"still running: instance(s) {instance['InstanceId']}; "
-                                 "job(s) multitype-minilm-20261201T101500Z",
-                                 f"multitype ec2 terminate {instance['InstanceId']}; "
+        "nothing left running": (f"still running: instance(s) {instance['InstanceId']}; spot request(s) "
+                                 f"{requests[0]} (would start instances); job(s) multitype-minilm-20261201T101500Z",
+                                 f"multitype ec2 terminate {instance['InstanceId']}; aws ec2 "
+                                 f"cancel-spot-instance-requests --spot-instance-request-ids {requests[0]}; "
                                  "multitype sagemaker stop multitype-minilm-20261201T101500Z"),
     }
     for name, (reason, fix) in expect.items():
@@ -142,6 +141,24 @@ def test_broken_setup_names_each_failure_and_its_fix(cli, s3_server, aws_env, tm
     assert pushed["reason"].startswith(f"4 code file(s) differ from {remote}/code/") or \
         pushed["reason"].split(" code file(s) differ from ")[1].startswith(f"{remote}/code/"), pushed
     assert pushed["fix"] == "multitype sync push --only code"
+
+
+def test_a_budget_without_alerts_fails(cli, aws_env, tmp_path: Path) -> None:
+    """'cost budget create' without --email makes a budget AWS cannot alert anyone about: not enough."""
+    proj = _project(tmp_path, None)
+    common = ("--root", proj, "--config-dir", proj / "configs")
+    assert cli("cost", "budget", "create", "--amount", "50", *common).exit_code == 0
+    _, checks = _doctor(cli, proj)
+    assert (checks["budget alert"]["status"], checks["budget alert"]["reason"]) == (
+        "FAIL", "budget(s) multitype-bbc-news-monthly have no alert")
+    fix = checks["budget alert"]["fix"]
+    assert fix == ("multitype cost budget create --amount USD --email ADDR --name multitype-bbc-news-alerts (or add "
+                   "an alert in the Billing console)")
+    assert cli("cost", "budget", "create", "--amount", "50", "--email", "ops@example.com", "--name",
+               "multitype-bbc-news-alerts", *common).exit_code == 0  # the fix, as printed
+    _, checks = _doctor(cli, proj)
+    assert (checks["budget alert"]["status"], checks["budget alert"]["reason"]) == (
+        "PASS", "budget multitype-bbc-news-alerts has alerts")
 
 
 def test_roles_that_drifted_fail(cli, s3_server, aws_env, tmp_path: Path) -> None:
@@ -176,6 +193,13 @@ def test_without_remote_or_credentials_the_aws_checks_skip(cli, tmp_path: Path, 
     for name in ("SageMaker role", "EC2 role and instance profile", "budget alert", "nothing left running"):
         assert (checks[name]["status"], checks[name]["reason"]) == ("SKIP", "no usable AWS credentials")
     assert checks["code committed"]["status"] == "PASS"
+
+
+def test_a_local_folder_that_is_not_there_is_bad_input(cli, tmp_path: Path) -> None:
+    res = cli("doctor", "--local", tmp_path / "nope", "--config-dir", tmp_path / "configs")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.strip() == (f"error: --local '{tmp_path / 'nope'}' is not a folder; pass the project folder "
+                                  "(its git checkout)")
 
 
 def test_region_typo_fails(cli, tmp_path: Path) -> None:

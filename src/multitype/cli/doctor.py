@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from multitype.cli._common import ConfigDirOpt, RootOpt
+from multitype.errors import UserError
 
 _STYLE = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
 
@@ -26,6 +28,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check the migration checklist: PASS / FAIL / SKIP with the reason and the fix; exit 1 on any FAIL."""
         from multitype.cloud.doctor import FAIL, run_checks
+
+        if not Path(local).is_dir():  # bad input (exit 2), not a checklist failure
+            raise UserError(f"--local {local!r} is not a folder; pass the project folder (its git checkout)")
 
         checks = run_checks(root=root, config_dir=config_dir, local=local)
         if as_json:

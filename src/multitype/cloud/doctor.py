@@ -17,9 +17,11 @@ for something the user can fix: that is its FAIL.
    deleted under ``<remote>/.multitype-doctor/``)
 8. the SageMaker role and 9. the EC2 role and instance profile exist with the
    trust and inline policies ``multitype iam policy`` writes
-10. an AWS Budgets budget with an alert exists
-11. no EC2 instance tagged ``multitype:project=<name>`` and no
-    ``multitype-*`` SageMaker training job is left running
+10. an AWS Budgets budget with an alert exists (any budget of the account:
+    ``cost budget create`` names its own ``multitype-<project>-monthly``)
+11. no EC2 instance tagged ``multitype:project=<name>``, no spot request of
+    the project that would still start one (open, or persistent and not
+    cancelled), and no ``multitype-*`` SageMaker training job is left running
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from multitype.storage import split_s3_url
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 RUNNING_INSTANCE_STATES = ["pending", "running", "shutting-down", "stopping", "stopped"]
 RUNNING_JOB_STATES = ("InProgress", "Stopping")
+# a request in these states may still start an instance: open ones, and persistent ones until cancelled
+LIVE_SPOT_STATES = ["open", "active", "disabled"]
 
 
 @dataclass
@@ -244,6 +248,7 @@ def _budget(st: _State) -> Check:
         return skip
     cfg = st.configs.project.aws
     fix = "multitype cost budget create --amount USD --email ADDR"
+    project = st.configs.project.name
     try:
         with aws.aws_errors("read the AWS budgets", cfg):
             budgets = aws.client("budgets", cfg)
@@ -254,8 +259,9 @@ def _budget(st: _State) -> Check:
         return Check(name, FAIL, str(exc), fix)
     if not names:
         return Check(name, FAIL, f"no AWS budget in account {st.account}", fix)
-    if not alerted:
-        return Check(name, FAIL, f"budget(s) {', '.join(names)} have no alert", fix)
+    if not alerted:  # a budget of that name exists: the new one needs another (multitype-*: the launcher's scope)
+        return Check(name, FAIL, f"budget(s) {', '.join(names)} have no alert",
+                     f"{fix} --name multitype-{project}-alerts (or add an alert in the Billing console)")
     return Check(name, PASS, f"budget {alerted[0]} has alerts" + (f" (+{len(alerted) - 1} more)" if len(alerted) > 1
                                                                   else ""))
 
@@ -271,10 +277,16 @@ def _running(st: _State) -> Check:
     cfg = project.aws
     try:
         with aws.aws_errors("list the project's instances and training jobs", cfg):
-            instances = [i["InstanceId"] for page in aws.client("ec2", cfg).get_paginator("describe_instances").paginate(
-                Filters=[{"Name": f"tag:{iam.PROJECT_TAG}", "Values": [project.name]},
-                         {"Name": "instance-state-name", "Values": RUNNING_INSTANCE_STATES}])
+            ec2 = aws.client("ec2", cfg)
+            ours = {"Name": f"tag:{iam.PROJECT_TAG}", "Values": [project.name]}
+            instances = [i["InstanceId"] for page in ec2.get_paginator("describe_instances").paginate(
+                Filters=[ours, {"Name": "instance-state-name", "Values": RUNNING_INSTANCE_STATES}])
                 for r in page.get("Reservations", []) for i in r.get("Instances", [])]
+            requests = [r["SpotInstanceRequestId"]
+                        for page in ec2.get_paginator("describe_spot_instance_requests").paginate(
+                            Filters=[ours, {"Name": "state", "Values": LIVE_SPOT_STATES}])
+                        for r in page.get("SpotInstanceRequests", [])
+                        if r.get("State") == "open" or r.get("Type") == "persistent"]
             jobs = [j["TrainingJobName"]
                     for page in aws.client("sagemaker", cfg).get_paginator("list_training_jobs").paginate(
                         NameContains=iam.JOB_PREFIX.rstrip("-"))
@@ -282,11 +294,17 @@ def _running(st: _State) -> Check:
                     if j["TrainingJobName"].startswith(iam.JOB_PREFIX) and j["TrainingJobStatus"] in RUNNING_JOB_STATES]
     except UserError as exc:
         return Check(name, FAIL, str(exc), "multitype ec2 list; multitype sagemaker list")
-    if instances or jobs:
-        what = [f"instance(s) {', '.join(instances)}"] * bool(instances) + [f"job(s) {', '.join(jobs)}"] * bool(jobs)
-        fixes = [f"multitype ec2 terminate {i}" for i in instances] + [f"multitype sagemaker stop {j}" for j in jobs]
+    if instances or requests or jobs:
+        what = ([f"instance(s) {', '.join(instances)}"] * bool(instances)
+                + [f"spot request(s) {', '.join(requests)} (would start instances)"] * bool(requests)
+                + [f"job(s) {', '.join(jobs)}"] * bool(jobs))
+        fixes = ([f"multitype ec2 terminate {i}" for i in instances]
+                 + [f"aws ec2 cancel-spot-instance-requests --spot-instance-request-ids {' '.join(requests)}"]
+                 * bool(requests)
+                 + [f"multitype sagemaker stop {j}" for j in jobs])
         return Check(name, FAIL, "still running: " + "; ".join(what), "; ".join(fixes))
-    return Check(name, PASS, f"no instance tagged {iam.PROJECT_TAG}={project.name} and no multitype-* job running")
+    return Check(name, PASS, f"no instance or spot request tagged {iam.PROJECT_TAG}={project.name} and no "
+                 "multitype-* job running")
 
 
 CHECKS: list[Callable[[_State], Check]] = [

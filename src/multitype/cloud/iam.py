@@ -113,8 +113,6 @@ REASONS: dict[str, str] = {
                                       "replacement instance otherwise (branch e-ec2; the instance's own cancel is "
                                       "recorded)",
     "ec2:DescribeImages": "ec2 launch looks up the newest Deep Learning AMI (branch e-ec2)",
-    "ec2:DescribeSpotInstanceRequests": "ec2 status shows the spot request state (branch e-ec2; the instance's own "
-                                        "look-up is recorded)",
     "ec2:DescribeInstanceTypes": "ec2 launch checks the instance type (branch e-ec2)",
 }
 
