@@ -68,7 +68,7 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     ours = {"StringEquals": {"aws:ResourceTag/multitype:project": "bbc-news"}}
     assert by_sid["StopOurInstances"]["Condition"] == ours
     assert by_sid["TagOurResources"]["Condition"] == ours
-    assert by_sid["RunTaggedInstances"]["Condition"] == {"StringEquals": {"aws:RequestTag/multitype:project": "bbc-news"}}
+    assert by_sid["RunTaggedInstances"]["Condition"] == by_sid["LaunchTrainingJobs"]["Condition"]
     assert by_sid["TagOnLaunch"]["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances",
                                                                    "aws:RequestTag/multitype:project": "bbc-news"}}
     ec2 = "arn:aws:ec2:us-east-1:123456789012"

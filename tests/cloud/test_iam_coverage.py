@@ -158,7 +158,8 @@ def _instance_flow(tmp_path: Path, s3_server, imds_stub) -> tuple[list[rec.Call]
     model = spot.tiny_model(tmp_path / spot.MODEL_DIR_NAME)
     tag = [{"Key": iam.PROJECT_TAG, "Value": PROJECT}]
     made = client("ec2", AwsConfig(region=REGION)).request_spot_instances(
-        InstanceCount=1, Type="persistent", LaunchSpecification={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
+        InstanceCount=1, Type="persistent",
+        LaunchSpecification={"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"},
         TagSpecifications=[{"ResourceType": "spot-instances-request", "Tags": tag}])["SpotInstanceRequests"][0]
     found = client("ec2", AwsConfig(region=REGION)).describe_spot_instance_requests(
         SpotInstanceRequestIds=[made["SpotInstanceRequestId"]])["SpotInstanceRequests"][0]

@@ -23,7 +23,8 @@ if os.environ.get("MULTITYPE_AWS_RECORD_TO"):
         plain = json.loads(json.dumps({k: v for k, v in params.items() if k != "Body"}, default=lambda _: None))
         line = json.dumps({"service": service, "operation": model.name, "ours": True, "params": plain,
                            "region": region})
-        with open(_PATH, "a", encoding="utf-8") as out:  # a line per write, appended: processes do not overwrite each other
+        # appended, a line per write: the processes of one instance do not overwrite each other
+        with open(_PATH, "a", encoding="utf-8") as out:
             out.write(line + "\n")
 
     def _create_client(self, *args, **kwargs):
