@@ -67,12 +67,11 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     assert by_sid["PassInstanceRole"]["Resource"] == ["arn:aws:iam::123456789012:role/multitype-ec2"]
     ours = {"StringEquals": {"aws:ResourceTag/multitype:project": "bbc-news"}}
     assert by_sid["StopOurInstances"]["Condition"] == ours
-    assert by_sid["TagOurResources"]["Condition"] == ours
     assert by_sid["RunTaggedInstances"]["Condition"] == by_sid["LaunchTrainingJobs"]["Condition"]
     assert by_sid["TagOnLaunch"]["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances",
                                                                    "aws:RequestTag/multitype:project": "bbc-news"}}
     ec2 = "arn:aws:ec2:us-east-1:123456789012"
-    for sid in ("RunTaggedInstances", "TagOnLaunch", "TagOurResources"):
+    for sid in ("RunTaggedInstances", "TagOnLaunch"):
         assert by_sid[sid]["Resource"] == [f"{ec2}:instance/*", f"{ec2}:spot-instances-request/*", f"{ec2}:volume/*"]
     # List actions have no resource-level permissions: "*", EC2's held to the project's region
     wildcard = [a for s in by_sid.values() if s["Resource"] == "*" for a in s["Action"]]
@@ -86,8 +85,7 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
                                          "Action": ["budgets:ModifyBudget"],
                                          "Resource": ["arn:aws:budgets::123456789012:budget/multitype-*"]}
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/multitype/ec2"
-    assert by_sid["ReadInstanceLogs"]["Action"] == ["logs:DescribeLogStreams", "logs:FilterLogEvents",
-                                                    "logs:GetLogEvents"]
+    assert by_sid["ReadInstanceLogs"]["Action"] == ["logs:DescribeLogStreams", "logs:GetLogEvents"]
     assert by_sid["ReadInstanceLogs"]["Resource"] == [group, f"{group}:*"]
 
 

@@ -311,8 +311,7 @@ def test_contract_operations() -> None:
         ("budgets:ViewBudget", f"arn:aws:budgets::{ACCOUNT}:budget/multitype-monthly", {}),
         ("logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2:log-stream:run-1", {}),
         ("logs:DescribeLogStreams", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2:*", {}),
-        ("logs:FilterLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2", {}),
-        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", ours),  # our own instance, after the launch
+        ("logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/multitype/ec2", {}),
         ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/multitype-ec2", {"iam:PassedToService": "ec2.amazonaws.com"}),
         ("iam:GetInstanceProfile", f"arn:aws:iam::{ACCOUNT}:instance-profile/multitype-ec2", {}),
     ]
@@ -323,6 +322,7 @@ def test_contract_operations() -> None:
         ("ec2:RunInstances", f"{ec2}:instance/i-0abc", {}),  # untagged
         ("ec2:CreateTags", f"{ec2}:instance/i-0abc", {}),  # tagging someone else's instance
         ("ec2:CreateTags", f"{ec2}:instance/i-0abc", tagged),  # ... as ours (to terminate it next)
+        ("ec2:CreateTags", f"{ec2}:instance/i-0abc", ours),  # retagging ours: ec2 launch tags on RunInstances only
         ("ec2:DescribeInstances", "*", {"ec2:Region": "eu-west-1"}),
         ("budgets:ModifyBudget", f"arn:aws:budgets::{ACCOUNT}:budget/finance-quarterly", {}),
         ("ec2:TerminateInstances", f"{ec2}:instance/i-0abc", {"aws:ResourceTag/multitype:project": "other"}),

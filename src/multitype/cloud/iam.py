@@ -28,7 +28,8 @@ testable offline need, each with its reason:
   training on an S3 root, SageMaker and EC2 launches, logs, cost, budgets,
   doctor), with ``iam:PassRole`` limited to the two roles, EC2 instances,
   volumes and spot requests created, tagged and terminated only with the
-  project's ``multitype:project`` tag, and budgets changed only when named
+  project's ``multitype:project`` tag (tags only as RunInstances puts them),
+  and budgets changed only when named
   ``multitype-*`` (``cost budget create``'s default name).
 - ``trust``: the assume-role policy of the SageMaker or the EC2 role.
 
@@ -96,7 +97,6 @@ REASONS: dict[str, str] = {
     "logs:CreateLogStream": "SageMaker writes a stream per job with the job role",
     "logs:PutLogEvents": "SageMaker sends the job's output with the job role",
     "logs:DescribeLogStreams": "SageMaker's log agent looks up the job's stream with the job role",
-    "logs:FilterLogEvents": "ec2 logs searches the run's stream in /multitype/ec2 (branch e-ec2, not on main yet)",
     "cloudwatch:PutMetricData": "SageMaker publishes the job's METRIC values (metric definitions) with the role",
     "ecr:GetAuthorizationToken": "SageMaker pulls the Deep Learning Container image with the role",
     "ecr:BatchGetImage": "SageMaker pulls the Deep Learning Container image with the role",
@@ -106,8 +106,7 @@ REASONS: dict[str, str] = {
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
     "ec2:RunInstances": "ec2 launch (branch e-ec2, not on main yet)",
-    "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources; ec2 launch may tag "
-                      "its own (already tagged) instance or spot request afterwards",
+    "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources",
     "ec2:TerminateInstances": "ec2 terminate (branch e-ec2)",
     "ec2:CancelSpotInstanceRequests": "ec2 terminate cancels a persistent spot request, which would start a "
                                       "replacement instance otherwise (branch e-ec2; the instance's own cancel is "
@@ -303,7 +302,7 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
                    [f"arn:aws:iam::{scope.account}:instance-profile/{scope.ec2_profile}"]),
         _statement("ReadJobLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents"],
                    scope.log_group_arns(SAGEMAKER_LOG_GROUP)),
-        _statement("ReadInstanceLogs", ["logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents"],
+        _statement("ReadInstanceLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents"],
                    scope.log_group_arns(EC2_LOG_GROUP)),
         # RunInstances touches several resource types; only the ones it creates can carry a tag condition
         _statement("RunTaggedInstances", ["ec2:RunInstances"], made, tagged),
@@ -312,7 +311,6 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
                     scope.ec2("security-group/*"), scope.ec2("key-pair/*")]),
         _statement("TagOnLaunch", ["ec2:CreateTags"], made,
                    {"StringEquals": {"ec2:CreateAction": "RunInstances", **tagged["StringEquals"]}}),
-        _statement("TagOurResources", ["ec2:CreateTags"], made, _ours(scope)),
         _statement("StopOurInstances", ["ec2:CancelSpotInstanceRequests", "ec2:TerminateInstances"],
                    [scope.ec2("instance/*"), scope.ec2("spot-instances-request/*")], _ours(scope)),
         # List actions: IAM has no resource-level permissions for them, only the region
