@@ -28,6 +28,8 @@ F64 = 6 * N * 64 + 12 * 6 * 384 * 64 ** 2          # 4,076,863,488 + 113,246,208
 F32 = 6 * N * 32 + 12 * 6 * 384 * 32 ** 2          # 2,038,431,744 + 28,311,552
 # samples: 10 train x 2 epochs + evaluation (val after each of 2 epochs and at the end, test once) at 1/3
 SAMPLES = 10 * 2 + (2 * (2 + 1) + 2) / 3           # 22.666...
+# every job also pays the catalog's stated start-up minutes (image/data download, boot, install, upload)
+SM_START, EC2_START = 4 / 60, 6 / 60
 
 
 def _write(root: Path, train: int = 10, chars: int = 400) -> None:
@@ -78,8 +80,9 @@ def test_model_shapes_offline() -> None:
 def test_flops_estimate_by_hand(proj) -> None:
     est = cost.estimate(proj, "minilm", "ml.g5.xlarge", spot=True)
     speed = 0.35 * 70e12 / F64                     # 35% of one A10G's 70 TFLOPS
-    hours = SAMPLES / speed / 3600
+    hours = SAMPLES / speed / 3600 + SM_START
     assert (est.kind, est.measured) == ("estimated", False)
+    assert est.startup_hours == SM_START
     assert est.samples_per_s == pytest.approx(speed)
     assert est.hours == pytest.approx(hours)
     assert est.usd == pytest.approx(hours * 0.30)  # runbook spot price of ml.g5.xlarge
@@ -88,14 +91,14 @@ def test_flops_estimate_by_hand(proj) -> None:
     # fp32 uses the CUDA-core peak; on-demand the list price; epochs from the flag
     est = cost.estimate(proj, "minilm", "g5.12xlarge", spot=False, epochs=1)
     samples = 10 * 1 + (2 * (1 + 1) + 2) / 3
-    assert est.hours == pytest.approx(samples / (0.35 * 280e12 / F64) / 3600)
+    assert est.hours == pytest.approx(samples / (0.35 * 280e12 / F64) / 3600 + EC2_START)
     assert est.usd == pytest.approx(est.hours * 5.672)
 
 
 def test_cpu_estimate_and_spot_ratio(proj) -> None:
     est = cost.estimate(proj, "minilm", "ml.m5.xlarge", spot=True)
     speed = 0.35 * (2 * 64 * 3.1 / 1000) * 1e12 / F64  # 2 cores x 64 FLOPs/cycle x 3.1 GHz
-    assert est.hours == pytest.approx(SAMPLES / speed / 3600)
+    assert est.hours == pytest.approx(SAMPLES / speed / 3600 + SM_START)
     assert est.usd_hour == pytest.approx(0.23 * 0.30) and "estimate" in est.price_basis
 
 
@@ -103,8 +106,8 @@ def test_measured_speed_is_used_on_the_same_hardware(proj) -> None:
     _metrics(proj.storage.local_path())
     est = cost.estimate(proj, "minilm", "ml.g5.xlarge", spot=False)
     assert (est.kind, est.measured, est.samples_per_s) == ("measured", True, 50.0)
-    assert est.hours == pytest.approx(SAMPLES / 50 / 3600)
-    assert est.usd == pytest.approx(SAMPLES / 50 / 3600 * 1.01)
+    assert est.hours == pytest.approx(SAMPLES / 50 / 3600 + SM_START)
+    assert est.usd == pytest.approx((SAMPLES / 50 / 3600 + SM_START) * 1.01)
     assert "measured 50 samples/s on 1 x A10G" in est.basis
 
 
@@ -149,10 +152,12 @@ def test_parallel_and_multi_instance_launch_estimates(proj) -> None:
     _metrics(proj.storage.local_path())
     par = cost.launch_estimate(proj, "parallel", ["minilm", "bert-base-uncased"], "g5.12xlarge", spot=False)
     bert_speed = 0.35 * 70e12 / (6 * 84_934_656 * 64 + 12 * 12 * 768 * 64 ** 2)  # one A10G each
-    hours = max(SAMPLES / 50 / 3600, SAMPLES / bert_speed / 3600)
+    hours = max(SAMPLES / 50 / 3600, SAMPLES / bert_speed / 3600) + EC2_START
     assert par.hours == pytest.approx(hours) and par.usd == pytest.approx(hours * 5.672)
     two = cost.launch_estimate(proj, "transformer", ["minilm"], "ml.g5.xlarge", spot=False, count=2)
-    assert two.hours == pytest.approx(SAMPLES / 50 / 3600 / 2) and two.usd == pytest.approx(SAMPLES / 50 / 3600 * 1.01)
+    # the work is split over 2 instances; each one starts up (and is billed for it)
+    assert two.hours == pytest.approx(SAMPLES / 50 / 3600 / 2 + SM_START)
+    assert two.usd == pytest.approx((SAMPLES / 50 / 3600 + 2 * SM_START) * 1.01)
     base = cost.launch_estimate(proj, "baseline", [], "ml.m5.xlarge", spot=False, max_run=7200)
     assert (base.hours, base.usd, base.kind) == (2.0, pytest.approx(2 * 0.23), "bound")
     odd = cost.launch_estimate(proj, "transformer", ["someone/unknown-model"], "ml.g5.xlarge", spot=False,
@@ -180,14 +185,15 @@ def test_check_budget() -> None:
 
 def test_plan_deadline_and_budget(proj) -> None:
     types = ["ml.m5.xlarge", "ml.g5.xlarge"]
-    cpu_hours = SAMPLES / (0.35 * 0.3968e12 / F64) / 3600
+    cpu_hours = SAMPLES / (0.35 * 0.3968e12 / F64) / 3600 + SM_START
     result = cost.plan(proj, ["minilm"], types, spot=False)
     assert [e.instance_type for e in result.rows] == ["ml.g5.xlarge", "ml.m5.xlarge"] or \
         result.rows[0].usd <= result.rows[1].usd
     cheapest = min(result.rows, key=lambda e: e.usd)
     assert result.chosen["minilm"] is cheapest
     tight = cost.plan(proj, ["minilm"], ["ml.m5.xlarge"], spot=False, deadline_hours=cpu_hours / 2)
-    with pytest.raises(UserError, match=r"no instance type finishes minilm within 0 s; the closest is ml\.m5\.xlarge at 1 s"):
+    with pytest.raises(UserError, match=r"no instance type finishes minilm within 2\.0 min; the closest is ml\.m5\.xlarge "
+                                        r"at 4\.0 min"):
         tight.check(None)
     with pytest.raises(cost.OverBudget, match=r"^the cheapest plan \(minilm on "):
         result.check(cheapest.usd / 2)
@@ -227,9 +233,9 @@ def test_cli_estimate_json_and_table(proj, cli) -> None:
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     rows = {row["instance_type"]: row for row in doc["rows"]}
-    g5_hours = SAMPLES / (0.35 * 70e12 / F64) / 3600
+    g5_hours = SAMPLES / (0.35 * 70e12 / F64) / 3600 + SM_START
     assert rows["ml.g5.xlarge"]["usd"] == pytest.approx(g5_hours * 1.01)
-    assert rows["ml.p3.2xlarge"]["usd"] == pytest.approx(SAMPLES / (0.35 * 125e12 / F64) / 3600 * 3.06)
+    assert rows["ml.p3.2xlarge"]["usd"] == pytest.approx((SAMPLES / (0.35 * 125e12 / F64) / 3600 + SM_START) * 3.06)
     assert doc["chosen"] == {"minilm": min(rows, key=lambda n: rows[n]["usd"])}
     assert doc["catalog"]["date"] == prices.load_catalog().date
     r = cli(*_args(proj, "estimate", "--instance-types", "ml.g5.xlarge", "--models", "minilm,bert-base-uncased"))

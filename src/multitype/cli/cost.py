@@ -72,11 +72,11 @@ def estimate_cmd(
             "missed": {m: e.instance_type for m, e in result.missed.items()},
             "total_usd": result.total_usd, "total_hours": result.total_hours}, indent=2))
     else:
+        startup = catalog.startup_minutes
         table = _table(f"fine-tuning estimate ({'spot' if spot else 'on-demand'})",
                        f"catalog {catalog.date} ({catalog.path}); FLOPs estimates at {catalog.utilisation:.0%} of "
-                       "peak; * = cheapest that meets the deadline" if hours else
-                       f"catalog {catalog.date} ({catalog.path}); FLOPs estimates at {catalog.utilisation:.0%} of "
-                       "peak; * = cheapest")
+                       f"peak; times include {startup['sagemaker']:g} min (SageMaker) / {startup['ec2']:g} min "
+                       "(EC2) start-up per job; * = cheapest" + (" that meets the deadline" if hours else ""))
         for column in ("", "model", "instance type", "USD/h", "samples/s", "time", "USD", "speed", "basis"):
             table.add_column(column, overflow="fold")
         for e in result.rows:
