@@ -161,7 +161,7 @@ def budget_create(
     from multitype.cloud.budgets import create_budget
     from multitype.errors import UserError
 
-    if amount <= 0:
+    if round(amount, 2) <= 0:  # before the project is opened or AWS is asked anything
         raise UserError(f"--amount must be above 0 USD, got {amount:g}")
     proj = project("cost budget create", root, config_dir)
     budget_name = name or f"multitype-{proj.configs.project.name}-monthly"
