@@ -124,3 +124,14 @@ def test_budget_of_zero_is_refused(env: Env, cli, where: str) -> None:
         assert line.startswith("error: ") and "budget_usd" in line and "greater than 0" in line, line
     assert result.exit_code == 2
     assert env.jobs() == [] and env.keys() == []
+
+
+def test_an_unpriced_instance_type_with_a_budget_needs_force(env: Env, cli) -> None:
+    # ml.g5.4xlarge is a SageMaker training type that the price catalog lacks: the budget cannot be checked
+    assert prices.load_catalog().instance("ml.g5.4xlarge") is None
+    result = cli(*env.args("--instance-type", "ml.g5.4xlarge", "--budget", "5"))
+    assert result.exit_code == 2
+    [line] = _stderr_lines(result.stderr)
+    assert line.startswith("error: no estimate: ml.g5.4xlarge has no price in the catalog (")
+    assert "so the budget of $5.00 cannot be checked; pass --force" in line
+    assert env.jobs() == [] and env.keys() == []
