@@ -95,7 +95,6 @@ def test_budget_from_project_yaml_and_the_flag_over_it(env: Env, cli) -> None:
     assert dry.exit_code == 2 and env.keys() == []
 
 
-@pytest.mark.slow
 def test_force_and_a_larger_budget_start_the_job(env: Env, cli) -> None:
     env.set_budget(0.01)
     result = cli(*env.args("--force"))
