@@ -60,7 +60,6 @@ def env(s3_server, aws_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _stderr_lines(text: str) -> list[str]:
-    # rich wraps the estimate line at the console width; the error is a single line of its own
     return [line for line in text.strip().splitlines() if line.strip()]
 
 
@@ -75,7 +74,8 @@ def test_over_budget_is_refused_before_any_upload(env: Env, cli) -> None:
     result = cli(*env.args("--budget", "0.01"))
     assert result.exit_code == 2
     lines = _stderr_lines(result.stderr)
-    assert " ".join(lines[:-1]).startswith(f"estimate: {cost.duration(est.hours)} incl. 4 min start-up, "
+    assert len(lines) == 2, lines  # the estimate, unwrapped, then the error
+    assert lines[0].startswith(f"estimate: {cost.duration(est.hours)} incl. 4 min start-up, "
                                            f"{cost.money(est.usd)} (ml.g5.xlarge, spot")
     assert re.fullmatch(r"error: the SageMaker launch \(1 job\(s\) on ml\.g5\.xlarge\) is estimated at \$0\.02, "
                         r"over the budget of \$0\.01 \(--budget or aws\.budget_usd in project\.yaml\), so it was not "
