@@ -350,3 +350,128 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return moto_server
+
+
+# --- instance metadata: an IMDSv2 stub on 127.0.0.1 ---------------------------------------------
+import datetime as _datetime
+import threading as _threading
+from http.server import BaseHTTPRequestHandler as _BaseHandler
+from http.server import ThreadingHTTPServer as _ThreadingHTTPServer
+
+
+class ImdsStub:
+    """The parts of the EC2 instance metadata service (IMDSv2) that spot training reads.
+
+    ``PUT /latest/api/token`` (with ``X-aws-ec2-metadata-token-ttl-seconds``,
+    1..21600, else 400) returns a token; every ``GET`` without a valid token
+    gets 401, as with ``HttpTokens=required``. ``spot/instance-action`` and
+    ``events/recommendations/rebalance`` are 404 until a test calls
+    :meth:`interrupt` or :meth:`rebalance`. ``requests`` records
+    ``(method, path, token_or_None)``.
+    """
+
+    def __init__(self) -> None:
+        self.instance_id = "i-0123456789abcdef0"
+        self.action: dict | None = None
+        self.recommendation: dict | None = None
+        self.tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.lock = _threading.Lock()
+        stub = self
+
+        class Handler(_BaseHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _reply(self, status: int, body: str = "", content_type: str = "text/plain") -> None:
+                data = body.encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self) -> None:
+                with stub.lock:
+                    stub.requests.append(("PUT", self.path, None))
+                if self.path != "/latest/api/token":
+                    return self._reply(404)
+                try:
+                    ttl = int(self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", ""))
+                except ValueError:
+                    return self._reply(400)
+                if not 1 <= ttl <= 21600:
+                    return self._reply(400)
+                token = _secrets.token_urlsafe(24)
+                with stub.lock:
+                    stub.tokens[token] = _time.monotonic() + ttl
+                self._reply(200, token)
+
+            def do_GET(self) -> None:
+                token = self.headers.get("X-aws-ec2-metadata-token")
+                with stub.lock:
+                    stub.requests.append(("GET", self.path, token))
+                    valid = token is not None and stub.tokens.get(token, 0.0) > _time.monotonic()
+                    action, recommendation = stub.action, stub.recommendation
+                if not valid:
+                    return self._reply(401)
+                if self.path == "/latest/meta-data/instance-id":
+                    return self._reply(200, stub.instance_id)
+                if self.path == "/latest/meta-data/spot/instance-action" and action is not None:
+                    return self._reply(200, _json.dumps(action), "application/json")
+                if self.path == "/latest/meta-data/events/recommendations/rebalance" and recommendation is not None:
+                    return self._reply(200, _json.dumps(recommendation), "application/json")
+                self._reply(404)
+
+        self.server = _ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = _threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _in(seconds: float) -> str:
+        when = _datetime.datetime.now(_datetime.timezone.utc) + _datetime.timedelta(seconds=seconds)
+        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def interrupt(self, action: str = "terminate", in_seconds: float = 120) -> dict:
+        """Post a spot interruption notice (``{"action", "time"}``, two minutes ahead by default)."""
+        with self.lock:
+            self.action = {"action": action, "time": self._in(in_seconds)}
+            return dict(self.action)
+
+    def rebalance(self) -> dict:
+        """Post a rebalance recommendation (``{"noticeTime"}``)."""
+        with self.lock:
+            self.recommendation = {"noticeTime": self._in(0)}
+            return dict(self.recommendation)
+
+    def clear(self) -> None:
+        """No notice, no recommendation (a fresh instance)."""
+        with self.lock:
+            self.action = self.recommendation = None
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far stops working (as after its TTL)."""
+        with self.lock:
+            self.tokens.clear()
+
+    def count(self, method: str, path: str) -> int:
+        with self.lock:
+            return sum(1 for m, p, _ in self.requests if m == method and p == path)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def imds_stub(monkeypatch: pytest.MonkeyPatch):
+    """A running :class:`ImdsStub`; ``MULTITYPE_IMDS_URL`` points at it for the test (and its subprocesses)."""
+    stub = ImdsStub()
+    monkeypatch.setenv("MULTITYPE_IMDS_URL", stub.url)
+    try:
+        yield stub
+    finally:
+        stub.close()

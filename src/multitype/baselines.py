@@ -5,7 +5,8 @@ on train and shares the matrix between the classifiers (the features depend
 only on ``models_baseline.yaml: tfidf``), evaluates on val and test, and then
 writes, per model, ``results/baseline/<name>_metrics.json`` and
 ``models/final/<name>/`` (the whole Pipeline, saved with skops), the rebuilt
-``baseline_summary.csv`` and a run manifest. Nothing is written until every
+``baseline_summary.csv`` and a run manifest (metrics, summary and manifest in
+``project.outputs.results``, the root unless set apart). Nothing is written until every
 model is trained, so a failed run leaves the previous results as they were.
 """
 
@@ -199,7 +200,9 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
             console.print(f"{name}: fitted in {classifier_seconds:.1f}s, test accuracy {record['accuracy']:.4f}")
             progress.advance(task)
 
-    # every model is trained: only now replace what a previous run left
+    # every model is trained: only now replace what a previous run left (metrics, summary and manifest
+    # in the results root, project.outputs.results: the root itself unless set apart, as in a SageMaker job)
+    results = project.outputs.results
     outputs, model_hashes = [], {}
     for name, (pipeline, record) in trained.items():
         with tempfile.TemporaryDirectory(prefix="multitype-baseline-") as tmp:
@@ -211,14 +214,14 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
             })
             model_hashes.update(folder_hashes(tmp, layout.final_model(name)))  # hashed here, not read back
             storage.put_dir(tmp, layout.final_model(name))
-        storage.write_json(layout.baseline_metrics(name), record)
+        results.write_json(layout.baseline_metrics(name), record)
         outputs.append(layout.baseline_metrics(name))
-    summary = write_summary(storage, "baseline")
+    summary = write_summary(results, "baseline")
     if summary:
         outputs.append(summary)
     write_manifest(project, inputs=input_keys, outputs=outputs, output_hashes=model_hashes, extra={
         "models": names,
         "results": {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
                            "training_seconds": r["training_seconds"]} for name, (_, r) in trained.items()},
-    })
+    }, storage=results)
     return {name: record for name, (_, record) in trained.items()}

@@ -1,10 +1,4 @@
-"""A small prepared project for the SageMaker launch tests, and the entry script it packs.
-
-``ENTRY_SCRIPT`` comes from :mod:`multitype.cloud.sagemaker.entrypoint` (another
-part of issue 9); until that module is on this branch, the tests pack a copy of
-its contract (CONTRACT 1): put ``<folder of entry.py>/src`` first on sys.path,
-then run ``main``.
-"""
+"""A small prepared project for the SageMaker launch tests, and the entry script it packs."""
 
 from __future__ import annotations
 
@@ -18,14 +12,7 @@ from tests.transformer.conftest import write_processed
 
 ROLE = "arn:aws:iam::123456789012:role/MultitypeSageMaker"
 
-try:
-    from multitype.cloud.sagemaker.entrypoint import ENTRY_SCRIPT
-except ImportError:  # the entry point's branch is not merged here yet
-    ENTRY_SCRIPT = (
-        "import os\nimport sys\n\n"
-        "sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'src'))\n\n"
-        "from multitype.cloud.sagemaker.entrypoint import main  # noqa: E402\n\n"
-        "if __name__ == '__main__':\n    sys.exit(main())\n")
+from multitype.cloud.sagemaker.entrypoint import ENTRY_SCRIPT  # noqa: F401 - the tests read it from here
 
 
 def project_yaml(remote: str | None, role: str | None = ROLE, region: str = "us-east-1", **sagemaker: object) -> str:

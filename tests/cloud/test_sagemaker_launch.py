@@ -49,7 +49,6 @@ class Env:
 
 @pytest.fixture
 def env(s3_server, aws_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(sourcedir, "_entry_script", lambda: ENTRY_SCRIPT)
     monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
     e = Env(s3_server, tmp_path)
     client = aws.client("sagemaker", AwsConfig(), max_attempts=1)  # the one launch uses (shared per settings)

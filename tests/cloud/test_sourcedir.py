@@ -8,15 +8,8 @@ import re
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from multitype.cloud.sagemaker import sourcedir
 from tests.cloud.launch_helpers import ENTRY_SCRIPT
-
-
-@pytest.fixture(autouse=True)
-def entry_script(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sourcedir, "_entry_script", lambda: ENTRY_SCRIPT)
 
 
 def _members(path: Path) -> dict[str, bytes]:

@@ -82,8 +82,9 @@ def test_ddp_ranks_under_torchrun_on_cpu(tiny_project, tmp_path: Path) -> None:
                            "-m", "multitype.transformer", str(spec)], env={**os.environ, **SUBPROCESS_ENV},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(outcome.read_text()) == {"exit_code": 0, "slug": "minilm"}
     record = json.loads((root / "results/transformer/minilm_metrics.json").read_text())
+    # the node's outcome: local rank 0's own evaluation, here the written record
+    assert json.loads(outcome.read_text()) == {"exit_code": 0, "slug": "minilm", "record": record}
     assert record["world_size"] == 2 and record["run_id"] == "ddp-test"
     assert record["global_step"] == 3  # 24 examples / (4 per batch x 2 processes)
     assert proc.stdout.count("METRIC test_accuracy=") == 1  # only rank 0 reports

@@ -37,6 +37,8 @@ def launch(
     max_length: MaxLengthOpt = None,
     resume: ResumeOpt = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the validated request(s) as JSON; upload and start nothing.")] = False,
+    budget: Annotated[Optional[float], typer.Option("--budget", help="USD: refuse to start when the estimate is above it (default: aws.budget_usd).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start even when the estimate is above the budget.")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the logs until the job ends; exit non-zero if it Failed or Stopped.")] = False,
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
@@ -53,7 +55,7 @@ def launch(
                          instance_type=instance_type, instance_count=instance_count, volume_gb=volume_gb,
                          image_uri=image_uri, role=role, remote=remote, num_epochs=num_epochs,
                          learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, resume=resume,
-                         dry_run=dry_run)
+                         dry_run=dry_run, budget=budget, force=force)
     result = start(proj, opts, config_dir=config_dir, echo=lambda line: console.print(line, markup=False))
     if dry_run:
         requests = [job.request for job in result.jobs]

@@ -54,17 +54,31 @@ def transformer(
     precision: PrecisionOpt = None,
     resume: ResumeOpt = "auto",
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="'all' or a count: more than one GPU re-launches under torchrun (DDP).")] = None,
+    spot_watch: Annotated[bool, typer.Option("--spot-watch", help="On EC2 spot: poll the instance metadata every 5 s and save a checkpoint and stop (exit 143) on an interruption notice [env: MULTITYPE_SPOT_WATCH=1].")] = False,
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
     """Fine-tune one transformer; resumes from the newest valid checkpoint by default."""
+    from multitype import spotwatch
+
+    watch = spotwatch.enabled(spot_watch)
+    interval = spotwatch.interval_from_env() if watch else None
     proj = project("train transformer", root, config_dir)
     params = proj.configs.transformer.params_for(model_name, **_overrides(
         num_epochs=num_epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
         max_steps=max_steps, max_train_samples=max_train_samples, precision=precision))
     from multitype.transformer.train import train_transformer
 
-    record = train_transformer(proj, params, resume=resume, gpus=gpus)
+    watcher = None
+    if watch:
+        from multitype.cloud.imds import ImdsClient
+
+        watcher = spotwatch.start(ImdsClient().notice, interval)
+    try:
+        record = train_transformer(proj, params, resume=resume, gpus=gpus)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     console.print(f"metrics: {proj.storage.url(layout.transformer_metrics(record['slug']))}")
 
 

@@ -21,6 +21,14 @@ a missing file or a checksum that does not match is not valid: resuming skips
 it with a warning and tries the previous one. "Newest" is by the step numbers
 in ``state.json``, never by file times.
 
+One exception to the marker: a local checkpoint folder named in
+``MULTITYPE_MARKERLESS_CHECKPOINT_DIR`` (SageMaker's ``/opt/ml/checkpoints``,
+set by the entry point inside a job) is filled by a sync that copies files in
+any order and knows nothing of our marker. There a folder without
+``_COMPLETE`` is accepted when ``checksums.json`` lists every file resuming
+needs and every listed file matches its sha256, so a partial folder is still
+refused. Every other root keeps the marker rule.
+
 Step checkpoints are never overwritten in place: each step has its own folder,
 and :class:`Checkpointer` deletes an older one (marker first) only once a newer
 one is complete, so a kill at any moment leaves a valid resume point no older
@@ -33,13 +41,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -60,6 +69,8 @@ STATE = "state.json"
 CHECKSUMS = "checksums.json"
 RESUME_FILES = (WEIGHTS, OPTIMIZER, SCHEDULER, SCALER, RNG_TORCH, RNG_PY, STATE)
 WEIGHT_FILES = (WEIGHTS, STATE)
+# a local folder (or several, joined by os.pathsep) whose checkpoints may lack the marker (see above)
+MARKERLESS_DIR_ENV = "MULTITYPE_MARKERLESS_CHECKPOINT_DIR"
 
 
 class InvalidCheckpoint(Exception):
@@ -134,15 +145,25 @@ def save_checkpoint(publisher: FolderPublisher, key: str, model: torch.nn.Module
 
 
 # -- reading ---------------------------------------------------------------------
-def verify(folder: Path, required: tuple[str, ...] = RESUME_FILES) -> dict[str, Any]:
+def verify(folder: Path, required: tuple[str, ...] = RESUME_FILES, require_marker: bool = True) -> dict[str, Any]:
     """Check marker, files and checksums of a local checkpoint folder; return its state.
+
+    Parameters
+    ----------
+    folder : Path
+        The checkpoint folder.
+    required : tuple of str, default=RESUME_FILES
+        Files that ``checksums.json`` must list.
+    require_marker : bool, default=True
+        False: a folder without ``_COMPLETE`` passes when every file listed in
+        ``checksums.json`` (which must list ``required``) is there and matches.
 
     Raises
     ------
     InvalidCheckpoint
         With the reason (no marker, missing file, checksum mismatch, bad JSON).
     """
-    if not (folder / COMPLETE_MARKER).exists():
+    if require_marker and not (folder / COMPLETE_MARKER).exists():
         raise InvalidCheckpoint(f"no {COMPLETE_MARKER} marker (the save did not finish)")
     try:
         sums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))["sha256"]
@@ -193,8 +214,19 @@ class LocalCheckpoint:
             self._tmp = None
 
 
+def markerless(folder: Path, environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``folder`` lies in a checkpoint folder named in ``MULTITYPE_MARKERLESS_CHECKPOINT_DIR``."""
+    value = (os.environ if environ is None else environ).get(MARKERLESS_DIR_ENV, "")
+    here = folder.resolve()
+    return any(here.is_relative_to(Path(place).resolve()) for place in value.split(os.pathsep) if place)
+
+
 def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESUME_FILES) -> LocalCheckpoint:
-    """Verify the checkpoint ``key`` and return it on the local disk."""
+    """Verify the checkpoint ``key`` and return it on the local disk.
+
+    The marker is required, except in a local folder named in
+    ``MULTITYPE_MARKERLESS_CHECKPOINT_DIR`` (see :func:`markerless`).
+    """
     tmp = None
     if storage.remote:
         tmp = tempfile.TemporaryDirectory(prefix="multitype-ckpt-")
@@ -206,7 +238,7 @@ def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESU
     else:
         folder = storage.local_path(key)
     try:
-        state = verify(folder, required)
+        state = verify(folder, required, require_marker=storage.remote or not markerless(folder))
     except InvalidCheckpoint:
         if tmp is not None:
             tmp.cleanup()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,16 +80,40 @@ def maybe_relaunch(project: Project, params: TransformerParams, resume: str, gpu
         warn(f"--gpus {gpus}: only {available} GPU(s) visible; using {available}")
     if wanted <= 1:
         return None
+    log(f"--gpus {gpus}: re-launching under torchrun on {wanted} GPUs")
+    return run_torchrun(project, params, resume, ["--standalone", f"--nproc_per_node={wanted}"])
+
+
+def run_torchrun(project: Project, params: TransformerParams, resume: str, launcher_args: list[str]) -> dict[str, Any]:
+    """Train under ``python -m torch.distributed.run <launcher_args>`` on this node and return the metrics record.
+
+    The record is the one this node's local rank 0 computed with its copy of the
+    final model; on the node of global rank 0 it is the written metrics JSON.
+
+    Parameters
+    ----------
+    launcher_args : list of str
+        torchrun's options: ``--standalone --nproc_per_node=N`` on one machine;
+        ``--nnodes``, ``--node_rank``, ``--master_addr``, ``--master_port`` too
+        on several (the SageMaker entry point).
+
+    Raises
+    ------
+    ModelError
+        A rank refused its input (exit 2).
+    Interrupted
+        SIGTERM/SIGINT (forwarded to torchrun, which passes them to the ranks): checkpoint saved.
+    """
     with tempfile.TemporaryDirectory(prefix="multitype-ddp-") as tmp:
         spec = Path(tmp) / "spec.json"
         outcome = Path(tmp) / "outcome.json"
         write_spec(spec, project, params, resume, outcome)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={wanted}",
-               "-m", "multitype.transformer", str(spec)]
-        log(f"--gpus {gpus}: re-launching under torchrun on {wanted} GPUs")
+        cmd = [sys.executable, "-m", "torch.distributed.run", *launcher_args, "-m", "multitype.transformer", str(spec)]
         code = _run_forwarding_signals(cmd)
         result = json.loads(outcome.read_text(encoding="utf-8")) if outcome.exists() else {"exit_code": code}
     if result["exit_code"] == 0:
+        if "record" in result:  # this node's local rank 0 evaluated the final model itself
+            return result["record"]
         return project.outputs.results.read_json(layout.transformer_metrics(result["slug"]))
     if result["exit_code"] == Interrupted.exit_code:
         raise Interrupted(result.get("message") or "training under torchrun was interrupted; checkpoint saved")
@@ -97,13 +122,25 @@ def maybe_relaunch(project: Project, params: TransformerParams, resume: str, gpu
     raise RuntimeError(f"training under torchrun failed (exit {code}); see the ranks' output above")
 
 
-def _run_forwarding_signals(cmd: list[str]) -> int:
-    """Run ``cmd``; SIGTERM/SIGINT received meanwhile go to it too (it saves and exits)."""
+def _run_forwarding_signals(cmd: list[str], poll_s: float = 0.5) -> int:
+    """Run ``cmd``; SIGTERM/SIGINT received meanwhile go to it too (it saves and exits).
+
+    A stop requested without a signal (the spot watcher's thread in this
+    process) becomes one SIGTERM to ``cmd``: the ranks only see signals.
+    """
     proc = subprocess.Popen(cmd)
+    forwarded = False
 
     def forward(signum: int) -> None:
+        nonlocal forwarded
+        forwarded = True
         if proc.poll() is None:
             proc.send_signal(signum)
 
     with interrupts.stop_on_signals(on_signal=forward):
-        return proc.wait()
+        while True:
+            try:
+                return proc.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                if not forwarded and interrupts.stop_requested() is not None:
+                    forward(signal.SIGTERM)

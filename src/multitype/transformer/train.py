@@ -561,7 +561,31 @@ def _finish(run: Run) -> dict[str, Any]:
 
 
 def _load_best(run: Run) -> None:
-    """Put the ``-best`` checkpoint's weights into the model; a missing or damaged one is a ModelError."""
+    """Put the ``-best`` checkpoint's weights into the model; a missing or damaged one is a ModelError.
+
+    Under DDP the main process reads it and sends the weights to the others: on
+    several machines (a SageMaker job) only the first one has the checkpoints.
+    """
+    rt = run.rt
+    if not rt.distributed:
+        _read_best(run)
+        return
+    problem = None
+    if rt.is_main:
+        try:
+            _read_best(run)
+        except ModelError as exc:
+            problem = str(exc)
+    problem = rt.from_main(problem)
+    if problem is not None:
+        raise ModelError(problem)
+    import torch.distributed as dist
+
+    for tensor in run.model.state_dict().values():  # views of the parameters and buffers: filled in place
+        dist.broadcast(tensor, src=0)
+
+
+def _read_best(run: Run) -> None:
     places = run.project.outputs.checkpoints
     key = run.project.outputs.checkpoint(run.slug, "best")
     fix = ("so there is no best model to evaluate and save; pass --resume never to train again (the other "

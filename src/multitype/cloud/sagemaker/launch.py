@@ -63,6 +63,8 @@ class LaunchOptions:
     max_length: int | None = None
     resume: str = "auto"
     dry_run: bool = False
+    budget: float | None = None     # USD; None: aws.budget_usd
+    force: bool = False             # start even when the estimate is over the budget
 
 
 @dataclass
@@ -225,6 +227,25 @@ def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: P
                        code_to_remote_root=False)
 
 
+def _guard_budget(project: Project, opts: LaunchOptions, jobs: list[_Job], instance_type: str, spot: bool,
+                  count: int, max_run: int, echo: Callable[[str], None]) -> None:
+    """Print each job's estimate; refuse (before anything is uploaded) when the total is over the budget."""
+    from multitype.cloud import cost
+    from multitype.cloud.prices import load_catalog
+
+    budget = opts.budget if opts.budget is not None else project.configs.project.aws.budget_usd
+    catalog = load_catalog()
+    if catalog.instance(instance_type) is None:  # a valid training type the price catalog lacks
+        cost.check_unpriced(instance_type, budget, force=opts.force, catalog=catalog, echo=echo)
+        return
+    estimates = [cost.launch_estimate(project, job.task, job.models, instance_type, spot=spot, count=count,
+                                      epochs=opts.num_epochs, max_run=max_run, catalog=catalog) for job in jobs]
+    for est in estimates:
+        echo(cost.describe(est))
+    cost.check_budget(sum(e.usd for e in estimates), budget, force=opts.force,
+                      what=f"the SageMaker launch ({len(jobs)} job(s) on {instance_type})")
+
+
 def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
            echo: Callable[[str], None] = print) -> LaunchResult:
     """Start the SageMaker training job(s) that ``opts`` asks for.
@@ -314,6 +335,9 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     if len(set(names)) != len(names):
         raise AwsError(f"two jobs would be named alike ({', '.join(names)}); give the models distinct names")
     lap("requests_validated")
+    # after validation, so a malformed request is named first; before any upload, so a refusal leaves nothing
+    _guard_budget(project, opts, jobs, instance_type, spot, count, max_run,
+                  (lambda _line: None) if opts.dry_run else echo)
     result = LaunchResult(launched, sourcedir_uri, sourcedir.size, phases=phases)
     if opts.dry_run:
         result.seconds = time.perf_counter() - start
