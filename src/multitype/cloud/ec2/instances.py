@@ -107,11 +107,9 @@ def spot_request(aws: AwsConfig, instance: dict[str, Any]) -> dict[str, Any] | N
                 if "InvalidSpotInstanceRequestID" not in str(exc):
                     raise
                 return None
-        for page in ec2.get_paginator("describe_spot_instance_requests").paginate():
-            for item in page.get("SpotInstanceRequests", []):
-                if item.get("InstanceId") == instance["InstanceId"]:
-                    return item
-    return None
+        found = ec2.describe_spot_instance_requests(
+            Filters=[{"Name": "instance-id", "Values": [instance["InstanceId"]]}]).get("SpotInstanceRequests", [])
+    return found[-1] if found else None
 
 
 def _when_stopped(instance: dict[str, Any]) -> dt.datetime | None:
@@ -161,9 +159,14 @@ def parse_metrics(lines: list[str]) -> dict[str, Any]:
 
 
 def _reader(aws: AwsConfig, run_id: str, echo: Callable[[str], None], timestamps: bool = False) -> Any:
+    """A reader of the run's one stream (``/multitype/ec2`` / ``<run id>``, every instance of the run appends to it)."""
     from multitype.cloud.sagemaker.logs import LogReader
 
-    return LogReader(aws, run_id, echo=echo, timestamps=timestamps, log_group=LOG_GROUP, stream_prefix=run_id)
+    class RunStream(LogReader):
+        def streams(self) -> list[str]:  # the prefix would also match a longer name; the stream is the run id
+            return [name for name in super().streams() if name == run_id]
+
+    return RunStream(aws, run_id, echo=echo, timestamps=timestamps, log_group=LOG_GROUP, stream_prefix=run_id)
 
 
 def latest_metrics(aws: AwsConfig, run_id: str) -> dict[str, Any]:

@@ -37,9 +37,12 @@ from multitype.cloud import aws as cloud_aws
 from multitype.cloud.ec2 import ami as amis
 from multitype.cloud.ec2 import records
 from multitype.cloud.ec2 import request as req
-from multitype.errors import AwsError, UserError
+from multitype.errors import AwsError, ModelError, UserError
 from multitype.project import Project
 from multitype.storage import is_remote, split_s3_url
+
+EVERY_BOOT_CLOUD_CONFIG = "#cloud-config\ncloud_final_modules:\n- [scripts-user, always]\n"
+MIME_BOUNDARY = "==multitype-user-data=="
 
 
 @dataclass
@@ -152,22 +155,32 @@ def _check_max_price(max_price: float | None, instance_type: str, echo: Callable
 
 
 def _budget(project: Project, opts: Ec2LaunchOptions, model: str, instance_type: str, spot: bool,
-            run_id: str, echo: Callable[[str], None]) -> Any:
-    """Print the run's estimate and refuse it above the budget (unless --force); returns the estimate."""
+            echo: Callable[[str], None]) -> Any:
+    """Print the run's estimate and refuse it above the budget unless --force (the guard ``sagemaker launch`` uses).
+
+    Returns the estimate (None when the price catalog lacks the type and the launch goes on without one).
+    """
     from multitype.cloud import cost
+    from multitype.cloud.prices import load_catalog
 
     budget = opts.budget if opts.budget is not None else project.configs.project.aws.budget_usd
+    catalog = load_catalog()
+    if catalog.instance(instance_type) is None:  # a valid EC2 type the price catalog lacks
+        cost.check_unpriced(instance_type, budget, force=opts.force, catalog=catalog, echo=echo)
+        return None
     try:
-        estimate = cost.estimate(project, model, instance_type, spot=spot, epochs=opts.num_epochs)
-    except UserError as exc:
-        if budget is None:  # nothing to guard: say why there is no figure and go on
-            echo(f"warning: no cost estimate ({exc})")
-            return None
-        raise
-    kind = "measured" if estimate.measured else "estimated"
-    echo(f"estimate: {estimate.hours:.2f} h on {instance_type} ({'spot' if spot else 'on-demand'}) = "
-         f"${estimate.usd:.2f} ({kind}: {estimate.basis})")
-    cost.check_budget(estimate.usd, budget, force=opts.force, what=f"ec2 launch {run_id}")
+        estimate = cost.estimate(project, model, instance_type, spot=spot, epochs=opts.num_epochs, catalog=catalog)
+    except ModelError as exc:  # a model whose shape is unknown offline; EC2 has no max_run to bound the run by
+        if budget is not None and budget <= 0:
+            raise UserError(f"--budget must be above 0 USD, got {budget:g}") from None
+        if budget is not None and not opts.force:
+            raise cost.OverBudget(f"no estimate for {model} on {instance_type} ({exc}), so the budget of "
+                                  f"${budget:.2f} cannot be checked; pass --force to start it anyway") from None
+        echo(f"warning: no estimate for {model} on {instance_type} ({exc})")
+        return None
+    echo(cost.describe(estimate))
+    cost.check_budget(estimate.usd, budget, force=opts.force,
+                      what=f"the EC2 run of {model} on {instance_type} ({'spot' if spot else 'on-demand'})")
     return estimate
 
 
@@ -187,11 +200,32 @@ def _instance_profile(aws: Any, profile: str) -> None:
                        "the role ('multitype iam policy ec2-profile --create')")
 
 
-def _user_data(root: str, region: str, run_id: str, train_args: list[str], endpoint_url: str | None) -> str:
+def every_boot(script: str) -> str:
+    """``script`` as cloud-init MIME multipart user data that runs it at every boot, not only the first.
+
+    A persistent spot request through RunInstances stops its instance on an
+    interruption and starts the same instance when capacity returns; cloud-init
+    runs a plain user-data script once per instance, so that restart would sit
+    idle (and bill) without this. The ``cloud-config`` part sets
+    ``scripts-user`` to ``always`` (the AWS knowledge-center recipe); the run's
+    ``ec2-finished.json`` keeps a finished run from training again.
+    """
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    message = MIMEMultipart(boundary=MIME_BOUNDARY)
+    message.attach(MIMEText(EVERY_BOOT_CLOUD_CONFIG, "cloud-config"))
+    message.attach(MIMEText(script, "x-shellscript"))
+    return message.as_string()
+
+
+def _user_data(root: str, region: str, run_id: str, train_args: list[str], endpoint_url: str | None,
+               persistent: bool) -> str:
     from multitype.cloud.ec2.userdata import render_user_data
 
-    return render_user_data(root=root, region=region, run_id=run_id, train_args=train_args,
-                            log_group=req.LOG_GROUP, endpoint_url=endpoint_url)
+    script = render_user_data(root=root, region=region, run_id=run_id, train_args=train_args,
+                              log_group=req.LOG_GROUP, endpoint_url=endpoint_url)
+    return every_boot(script) if persistent else script
 
 
 def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs",
@@ -226,6 +260,8 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
     aws = project.configs.project.aws
     cfg = aws.ec2
     req.check_region(aws.region)
+    if opts.budget is not None and opts.budget <= 0:  # before any AWS call (the guard itself comes later)
+        raise UserError(f"--budget must be above 0 USD, got {opts.budget:g}")
     instance_type = req.check_instance_type(opts.instance_type or cfg.instance_type)
     spot = cfg.spot if opts.spot is None else opts.spot
     max_price = opts.max_price if opts.max_price is not None else (cfg.max_price if spot else None)
@@ -245,7 +281,6 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
     upload.require_processed(project.storage)
     run_id = req.run_id(model.rsplit("/", 1)[-1])
     _check_max_price(max_price, instance_type, echo)
-    estimate = _budget(project, opts, model, instance_type, spot, run_id, echo)
 
     cloud_aws.check_credentials(aws)
     with cloud_aws.aws_errors("check the AWS credentials", aws):  # expired keys fail here, before any upload
@@ -257,7 +292,8 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
         raise AwsError(f"--volume-gb {volume_gb} is smaller than the AMI's root snapshot ({image.root_size_gb} GB, "
                        f"{image.image_id}); pass --volume-gb {image.root_size_gb} or more (aws.ec2.volume_gb)")
 
-    user_data = _user_data(root, aws.region, run_id, train_args, project.configs.project.storage.endpoint_url)
+    user_data = _user_data(root, aws.region, run_id, train_args, project.configs.project.storage.endpoint_url,
+                           spot and opts.persistent)
     tags = {"multitype:project": project.configs.project.name, "multitype:run": run_id, "multitype:model": model,
             "Name": run_id}
     tags = {**{k: v[:req.TAG_VALUE_MAX] for k, v in tags.items()}, **aws.tags}
@@ -267,6 +303,8 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
         max_price=max_price, key_name=opts.key_name or cfg.key_name, subnet=opts.subnet or cfg.subnet,
         security_groups=opts.security_groups or cfg.security_groups)
     req.validate_request(request)
+    # after validation, so a malformed request is named first; before any upload, so a refusal leaves nothing
+    estimate = _budget(project, opts, model, instance_type, spot, (lambda _line: None) if opts.dry_run else echo)
     result = Ec2Launch(run_id, request, user_data, image, root, estimate=estimate)
     if opts.dry_run:
         return result
