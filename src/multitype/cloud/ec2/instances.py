@@ -131,17 +131,17 @@ def uptime_seconds(instance: dict[str, Any], now: dt.datetime | None = None) -> 
 
 
 def hourly_price(instance_type: str, spot: bool) -> tuple[float | None, str]:
-    """The catalog's $/hour for ``instance_type`` and what it is (spot, on-demand, or on-demand for want of spot)."""
+    """The price catalog's $/hour for ``instance_type`` (the quote launch estimates use) and where it came from.
+
+    Spot without a spot price in the catalog is on-demand x the catalog's spot ratio, said so in the basis.
+    """
     from multitype.cloud import prices
 
     catalog = prices.load_catalog()
-    if spot:
-        price = catalog.price(instance_type, spot=True)
-        if price is not None:
-            return price, f"spot, catalog {catalog.date}"
-        price = catalog.price(instance_type, spot=False)
-        return price, f"on-demand price as the upper bound (no spot price in catalog {catalog.date})"
-    return catalog.price(instance_type, spot=False), f"on-demand, catalog {catalog.date}"
+    if catalog.instance(instance_type) is None:
+        return None, f"{instance_type} is not in the price catalog ({catalog.date})"
+    quote = catalog.quote(instance_type, spot)
+    return quote.usd_hour, f"{quote.basis}; catalog {catalog.date}"
 
 
 def parse_metrics(lines: list[str]) -> dict[str, Any]:
