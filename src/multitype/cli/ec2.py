@@ -190,8 +190,6 @@ def terminate(target: Annotated[str, typer.Argument(help="Instance id (i-...) or
               yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
               root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
     """Cancel the instance's spot request (so no replacement starts), then terminate it; asks first unless --yes."""
-    import click
-
     from multitype.cloud.ec2 import instances
 
     proj, instance, _ = _resolve("terminate", root, config_dir, target)
@@ -201,7 +199,8 @@ def terminate(target: Annotated[str, typer.Argument(help="Instance id (i-...) or
     if not yes:
         try:
             confirmed = typer.confirm(f"terminate {what}?", default=False, err=True)
-        except click.exceptions.Abort:  # no answer (stdin closed): never terminate by default
+        except typer.Abort:  # no answer (stdin closed): never terminate by default
+            _note("")  # end the prompt's line, so the error is a line of its own
             raise UserError(f"terminate {row['instance_id']} needs a 'y' answer or --yes") from None
         if not confirmed:
             _note(f"not terminated: {row['instance_id']}")
