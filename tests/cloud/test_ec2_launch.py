@@ -112,7 +112,6 @@ def moto_instance(instance_id: str) -> dict[str, Any]:
     return h.ec2().describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
 
 
-@pytest.mark.slow
 def test_spot_one_time_launch(env: Env, cli) -> None:
     result = cli(*env.args("--model-name", "minilm", "--num-epochs", "2", "--budget", "100"))
     assert result.exit_code == 0, result.stderr
@@ -158,7 +157,9 @@ def test_persistent_spot_with_network_key_ami_and_volume(env: Env, cli) -> None:
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
     group = ec2.create_security_group(GroupName="train", Description="train", VpcId=vpc)["GroupId"]
     ec2.create_key_pair(KeyName="train-key")
+    arn = f"arn:aws:iam::{h.ACCOUNT}:instance-profile/{h.PROFILE}"
     result = cli(*env.args("--model-name", "minilm", "--restart-on-interruption", "--max-price", "0.5",
+                           "--instance-profile", arn,
                            "--ami", env.old, "--volume-gb", "120", "--key-name", "train-key", "--subnet", subnet,
                            "--security-group", group))
     assert result.exit_code == 0, result.stderr
@@ -167,7 +168,8 @@ def test_persistent_spot_with_network_key_ami_and_volume(env: Env, cli) -> None:
     market = {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "persistent",
                                                     "InstanceInterruptionBehavior": "stop", "MaxPrice": "0.5"}}
     assert sent == expected(env, run_id, sent["UserData"], image=env.old, market=market, volume=120,
-                            extra={"KeyName": "train-key", "SubnetId": subnet, "SecurityGroupIds": [group]})
+                            extra={"KeyName": "train-key", "SubnetId": subnet, "SecurityGroupIds": [group],
+                                   "IamInstanceProfile": {"Arn": arn}})
     # a stopped persistent instance restarts as the same instance: the script must run at every boot
     parts = {p.get_content_type(): p.get_payload(decode=True).decode("utf-8")
              for p in email.message_from_string(sent["UserData"]).walk() if not p.is_multipart()}
@@ -184,8 +186,8 @@ def test_on_demand_and_newest_amazon_dlami(env: Env, cli) -> None:
     # newer, but not what the default may pick: the caller's own copy, another Amazon image, an ARM build
     h.register_image(h.DLAMI.format(date="20251001"), "2025-10-01T00:00:00", owner_alias=None)
     h.register_image("Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) 20251001", "2025-10-01T00:00:00")
-    h.register_image(h.DLAMI.format(date="20251001").replace("Learning OSS", "Learning ARM64 AMI OSS"),
-                     "2025-10-01T00:00:00", architecture="arm64")
+    arm = h.register_image("Deep Learning ARM64 AMI OSS Nvidia Driver GPU PyTorch 2.7 (Ubuntu 22.04) 20251001",
+                           "2025-10-01T00:00:00", architecture="arm64")
     result = cli(*env.args("--on-demand", "--model-name", "minilm"))
     assert result.exit_code == 0, result.stderr
     [sent] = env.sent
@@ -195,6 +197,21 @@ def test_on_demand_and_newest_amazon_dlami(env: Env, cli) -> None:
         {"Name": "name", "Values": ["Deep Learning OSS Nvidia Driver AMI GPU PyTorch*"]},
         {"Name": "state", "Values": ["available"]}, {"Name": "architecture", "Values": ["x86_64"]}]}]
     assert "InstanceLifecycle" not in moto_instance(result.stdout.strip())
+    # a Graviton type gets the ARM64 build (g5g is not in the price catalog; no budget, so nothing to refuse)
+    graviton = cli(*env.args("--instance-type", "g5g.xlarge", "--dry-run"))
+    assert graviton.exit_code == 0, graviton.stderr
+    assert json.loads(graviton.stdout)["ImageId"] == arm
+
+
+def test_instance_profile_without_a_role(env: Env, cli) -> None:
+    aws.client("iam", AwsConfig(region=h.REGION)).create_instance_profile(InstanceProfileName="empty")
+    env.configure(profile="empty")
+    result = cli(*env.args())
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: instance profile 'empty' has no role, so the instance would have no credentials; add the role "
+        "('multitype iam policy ec2-profile --create')")
+    assert env.sent == [] and h.live_instances() == [] and env.keys() == []
 
 
 def test_dry_run_prints_the_request_and_starts_nothing(env: Env, cli) -> None:
@@ -237,6 +254,9 @@ def test_over_budget_is_refused_and_force_starts_it(env: Env, cli) -> None:
     ("budget-zero", ["--budget", "0"], "--budget must be above 0 USD, got 0"),
     ("budget-negative", ["--budget", "-5"], "--budget must be above 0 USD, got -5"),
     ("on-demand-persistent", ["--on-demand", "--restart-on-interruption"], "is a spot request"),
+    ("volume", ["--volume-gb", "10"], "--volume-gb 10 is smaller than the AMI's root snapshot (15 GB"),
+    ("unpriced", ["--instance-type", "g6.xlarge", "--budget", "10"],
+     "no estimate: g6.xlarge has no price in the catalog"),
 ])
 def test_bad_flags_launch_nothing(env: Env, cli, case: str, flags: list[str], message: str) -> None:
     result = cli(*env.args(*flags))

@@ -5,11 +5,11 @@ the record under ``runs/ec2/`` or, failing that, the ``multitype:run`` tag),
 or not at all (the newest record). :func:`summary` puts together what
 ``status`` shows: the instance's state, its spot request (found through the
 instance's ``SpotInstanceRequestId`` or, where EC2 leaves that out, by
-matching ``InstanceId`` among the account's spot requests), uptime since the
-last start, the cost so far (uptime x the price catalog's spot or on-demand
-price) and the newest ``METRIC`` value of each name in the run's CloudWatch
-Logs stream (group ``/multitype/ec2``, stream = run id, written by the user
-data). :func:`list_instances` finds every instance tagged
+DescribeSpotInstanceRequests' ``instance-id`` filter), uptime since the last
+start, the cost so far (uptime x the price catalog's quote: spot or
+on-demand, spot estimated from on-demand where the catalog has no spot price)
+and the newest ``METRIC`` value of each name in the run's CloudWatch Logs
+stream (group ``/multitype/ec2``, stream = run id, written by the user data). :func:`list_instances` finds every instance tagged
 ``multitype:project=<name>`` in the region, so none is left running
 unnoticed. :func:`terminate` cancels a spot request that is still open or
 active first -- otherwise a persistent request would start the instance

@@ -7,17 +7,20 @@ The route through :func:`launch`, in order, so that bad input costs nothing
    ``aws.ec2_instance_profile``, ``aws.region``, ``aws.tags``,
    ``aws.budget_usd``, ``storage.remote``); the region and the instance type
    against botocore's data (:mod:`~multitype.cloud.ec2.request`), the market
-   flags against each other, the model and hyperparameters against the configs;
-2. the processed data is there;
-3. prices: ``--max-price`` must not exceed the type's on-demand price, and the
-   run's estimate is printed and held against the budget (``--force``
-   overrides) -- :mod:`multitype.cloud.prices` and :mod:`multitype.cloud.cost`;
-4. credentials resolve and STS accepts them; the instance profile exists (IAM)
+   flags against each other, ``--budget`` above 0, the model and
+   hyperparameters against the configs;
+2. the processed data is there; ``--max-price`` is not above the type's
+   on-demand price in the price catalog (:mod:`multitype.cloud.prices`);
+3. credentials resolve and STS accepts them; the instance profile exists (IAM)
    and holds a role; the AMI exists (``--ami``) or the newest Deep Learning
    AMI for PyTorch is found (:mod:`~multitype.cloud.ec2.ami`) and the root
    volume is at least its snapshot;
-5. the user data is rendered (:func:`multitype.cloud.ec2.userdata.render_user_data`)
-   and the RunInstances request built and validated; ``--dry-run`` stops here;
+4. the user data is rendered (:func:`multitype.cloud.ec2.userdata.render_user_data`;
+   for a persistent spot request wrapped by :func:`every_boot`) and the
+   RunInstances request built and validated;
+5. the estimate is printed and held against the budget, ``--force``
+   overriding (:mod:`multitype.cloud.cost`, the guard ``sagemaker launch``
+   uses); ``--dry-run`` stops here;
 6. ``data/processed``, the configs and the code are pushed
    (:func:`multitype.cloud.upload.push`, the same push as ``sagemaker launch``);
 7. RunInstances is sent once (no blind retry) and the run recorded under
