@@ -295,3 +295,25 @@ def test_no_dlami_in_the_region(env: Env, cli) -> None:
         "error: no Deep Learning AMI for PyTorch (Deep Learning OSS Nvidia Driver AMI GPU PyTorch*, owner amazon, "
         "x86_64) in us-east-1; pass --ami")
     assert env.sent == [] and h.live_instances() == [] and env.keys() == []
+
+
+def test_root_on_s3_adds_the_code_and_configs(env: Env, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from multitype.sync import sync
+
+    workdir = env.root.parent / "elsewhere"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    sync("push", local=env.root, remote=env.remote, only="data")
+    before = set(env.keys())
+    result = cli("ec2", "launch", "--root", env.remote, "--config-dir", env.configs)
+    assert result.exit_code == 0, result.stderr
+    [sent] = env.sent
+    run_id = sent["TagSpecifications"][0]["Tags"][1]["Value"]
+    added = sorted(set(env.keys()) - before)
+    assert f"proj/runs/ec2/{run_id}.json" in added  # the record lives in the root
+    assert {f"proj/configs/{n}" for n in ("data_config.yaml", "models_baseline.yaml", "models_transformer.yaml",
+                                          "project.yaml")} <= set(added)
+    assert "proj/code/src/multitype/cloud/ec2/launch.py" in added and "proj/code/requirements.txt" in added
+    assert not [k for k in added if k.startswith("proj/data/")]  # the data was there already
+    assert list(workdir.iterdir()) == []  # nothing staged in the working folder
+    assert f"ROOT={env.remote}\n" in sent["UserData"]
