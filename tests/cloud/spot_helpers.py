@@ -8,10 +8,12 @@ S3, the resume), not on the model.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from multitype.storage import Storage
 from tests.conftest import write_configs
@@ -87,3 +89,14 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float, alive: 
         assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
         time.sleep(step)
     return time.monotonic()
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Yield ``proc``; kill it on the way out if it is still running (a failed assertion leaves no orphan)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

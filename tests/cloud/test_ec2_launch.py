@@ -140,7 +140,9 @@ def test_spot_one_time_launch(env: Env, cli) -> None:
     shutdown = h.ec2().describe_instance_attribute(InstanceId=instance_id,
                                                    Attribute="instanceInitiatedShutdownBehavior")
     assert shutdown["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
-    assert "estimate:" in result.stderr and "g5.xlarge" in result.stderr
+    assert result.stderr.splitlines()[0].startswith("estimate: ")  # one line, never wrapped
+    assert result.stderr.splitlines()[-1].startswith(f"started {instance_id} for run {run_id} (g5.xlarge, spot "
+                                                     "one-time, Deep Learning OSS")
 
     keys = env.keys()  # pushed before the start, as sagemaker launch does
     for key in ("data/processed/train_4class.csv", "data/processed/labels.json", "configs/project.yaml",
@@ -225,22 +227,26 @@ def test_dry_run_prints_the_request_and_starts_nothing(env: Env, cli) -> None:
 
 
 def test_over_budget_is_refused_and_force_starts_it(env: Env, cli) -> None:
-    # 20,000 epochs of the 48-article project: about $0.034 at the catalog's g5.xlarge spot estimate
-    result = cli(*env.args("--num-epochs", "20000", "--budget", "0.01"))
+    from multitype.cloud import cost
+    from multitype.project import open_project
+
+    est = cost.estimate(open_project(str(env.root), str(env.configs), "test"), "minilm", "g5.xlarge", spot=True)
+    assert est.usd > 0.01  # the catalog's EC2 start-up minutes alone cost more at g5.xlarge's spot price
+    result = cli(*env.args("--budget", "0.01"))
     assert result.exit_code == 2
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: the EC2 run of minilm on g5.xlarge (spot) is estimated at $0.03, over the "
-                           "budget of $0.01"), line
-    assert "--force" in line and "estimate: " in result.stderr  # the estimate is printed before the refusal
+    assert line.startswith(f"error: the EC2 run of minilm on g5.xlarge (spot) is estimated at {cost.money(est.usd)}, "
+                           "over the budget of $0.01"), line
+    assert "--force" in line and cost.describe(est) in result.stderr  # the estimate is printed before the refusal
     assert env.sent == [] and h.live_instances() == [] and env.keys() == []
 
     # aws.budget_usd in project.yaml is the default budget
     text = (env.configs / "project.yaml").read_text().replace("budget_usd: null", "budget_usd: 0.01")
     (env.configs / "project.yaml").write_text(text)
-    refused = cli(*env.args("--num-epochs", "20000"))
+    refused = cli(*env.args())
     assert refused.exit_code == 2 and "over the budget of $0.01" in refused.stderr
     assert h.live_instances() == [] and env.keys() == []
-    forced = cli(*env.args("--num-epochs", "20000", "--force"))
+    forced = cli(*env.args("--force"))
     assert forced.exit_code == 0, forced.stderr
     assert [i["InstanceId"] for i in h.live_instances()] == [forced.stdout.strip()]
 

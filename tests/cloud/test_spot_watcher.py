@@ -108,7 +108,7 @@ def test_a_notice_mid_training_saves_a_step_checkpoint_to_s3_and_exits_143_withi
         proc = subprocess.Popen([sys.executable, "-m", "multitype", "train", "transformer", "--model-name", str(model),
                                  "--root", root, "--config-dir", str(configs), "--num-epochs", "500"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
+    with spot.reaped(proc):
         spot.wait_until(lambda: "training tiny-bert" in err.read_text(errors="replace") or
                         f"training {model}" in err.read_text(errors="replace"),
                         "training start", timeout=120, alive=lambda: proc.poll() is None)
@@ -118,10 +118,6 @@ def test_a_notice_mid_training_saves_a_step_checkpoint_to_s3_and_exits_143_withi
         noticed = time.monotonic()
         proc.wait(timeout=60)
         reaction = time.monotonic() - noticed
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
     stderr_text = err.read_text(errors="replace")
     assert proc.returncode == 143, stderr_text[-3000:]
     print(f"notice -> step checkpoint in S3 -> exit 143: {reaction:.2f} s")

@@ -193,17 +193,13 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     ec2, request1 = spot_instance(imds_stub)
     instance1 = imds_stub.instance_id
     first = run_instance(script, tmp_path / "instance-1", env)
-    try:
+    with spot.reaped(first):
         spot.wait_until(lambda: spot.complete_steps(s3_server, root) != [], "a first step checkpoint in S3",
                         timeout=120, alive=lambda: first.poll() is None)
         imds_stub.interrupt()
         noticed = time.monotonic()
         first.wait(timeout=120)
         reaction = time.monotonic() - noticed
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=30)
     log1 = (tmp_path / "instance-1" / "user-data.log").read_text(errors="replace")
     assert first.returncode == 143, log1[-3000:]
     print(f"instance 1: notice -> checkpoint in S3 -> exit: {reaction:.2f} s")
@@ -223,12 +219,8 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     ec2, request2 = spot_instance(imds_stub)
     instance2 = imds_stub.instance_id
     second = run_instance(script, tmp_path / "instance-2", env)
-    try:
+    with spot.reaped(second):
         second.wait(timeout=180)
-    finally:
-        if second.poll() is None:
-            second.kill()
-            second.wait(timeout=30)
     log2 = (tmp_path / "instance-2" / "user-data.log").read_text(errors="replace")
     assert second.returncode == 0, log2[-3000:]
     assert shutdowns.read_text().split() == ["143", "0"]
@@ -264,12 +256,8 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     # a replacement that starts anyway (the cancellation failed or came late) trains nothing and shuts down
     ec2, request3 = spot_instance(imds_stub)
     third = run_instance(script, tmp_path / "instance-3", env)
-    try:
+    with spot.reaped(third):
         third.wait(timeout=120)
-    finally:
-        if third.poll() is None:
-            third.kill()
-            third.wait(timeout=30)
     log3 = (tmp_path / "instance-3" / "user-data.log").read_text(errors="replace")
     assert third.returncode == 0, log3[-3000:]
     assert f"run {run_id} already finished ({root}/runs/{run_id}/ec2-finished.json): nothing to train" in log3
@@ -293,12 +281,8 @@ def test_a_failure_before_training_still_pushes_the_log_and_shuts_down(s3_server
     env.pop("AWS_ENDPOINT_URL", None)
     ec2, request = spot_instance(imds_stub)
     proc = run_instance(script, tmp_path / "instance", env)
-    try:
+    with spot.reaped(proc):
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
     log = (tmp_path / "instance" / "user-data.log").read_text(errors="replace")
     assert proc.returncode == 1, log[-3000:]
     assert f"error: {root}/code/src/multitype not found; run 'multitype sync push --only code' first" in log

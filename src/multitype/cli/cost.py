@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from multitype.cli._common import ConfigDirOpt, RootOpt, console, project, split_names
+from multitype.cli._common import ConfigDirOpt, RootOpt, project, split_names
 
 app = typer.Typer(help="Time and price per model and instance type; budget alerts.", no_args_is_help=True)
 budget_app = typer.Typer(help="AWS Budgets alerts.", no_args_is_help=True)
@@ -72,11 +72,11 @@ def estimate_cmd(
             "missed": {m: e.instance_type for m, e in result.missed.items()},
             "total_usd": result.total_usd, "total_hours": result.total_hours}, indent=2))
     else:
+        startup = catalog.startup_minutes
         table = _table(f"fine-tuning estimate ({'spot' if spot else 'on-demand'})",
                        f"catalog {catalog.date} ({catalog.path}); FLOPs estimates at {catalog.utilisation:.0%} of "
-                       "peak; * = cheapest that meets the deadline" if hours else
-                       f"catalog {catalog.date} ({catalog.path}); FLOPs estimates at {catalog.utilisation:.0%} of "
-                       "peak; * = cheapest")
+                       f"peak; times include {startup['sagemaker']:g} min (SageMaker) / {startup['ec2']:g} min "
+                       "(EC2) start-up per job; * = cheapest" + (" that meets the deadline" if hours else ""))
         for column in ("", "model", "instance type", "USD/h", "samples/s", "time", "USD", "speed", "basis"):
             table.add_column(column, overflow="fold")
         for e in result.rows:
@@ -139,8 +139,8 @@ def refresh_cmd(root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> N
 
     proj = project("cost refresh", root, config_dir)
     result = refresh(proj.configs.project.aws)
-    for line in result.skipped:
-        console.print(f"skipped {line}", markup=False)
+    for line in result.skipped:  # one line each, unwrapped (a console would wrap at its width)
+        typer.echo(f"warning: skipped {line}; those prices keep the catalog's figures", err=True)
     for c in result.changes:
         old = "-" if c.old is None else f"{c.old:g}"
         typer.echo(f"{c.instance} {c.field}: {old} -> {c.new:g}")
@@ -161,7 +161,7 @@ def budget_create(
     from multitype.cloud.budgets import create_budget
     from multitype.errors import UserError
 
-    if amount <= 0:
+    if round(amount, 2) <= 0:  # before the project is opened or AWS is asked anything
         raise UserError(f"--amount must be above 0 USD, got {amount:g}")
     proj = project("cost budget create", root, config_dir)
     budget_name = name or f"multitype-{proj.configs.project.name}-monthly"
@@ -171,6 +171,5 @@ def budget_create(
         to = ", ".join(s["Address"] for s in result.subscribers)
         typer.echo(f"alerts at 80% and 100% of actual spend to {to}")
     else:
-        console.print("warning: no --email or --sns-topic, so the budget has no alerts (AWS needs a subscriber "
-                      "for each); add one with another 'cost budget create --name ...' or in the Billing console",
-                      markup=False)
+        typer.echo("warning: no --email or --sns-topic, so the budget has no alerts (AWS needs a subscriber for "
+                   "each); add them to it in the Billing console", err=True)

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from multitype.cli._common import ConfigDirOpt, RootOpt, console, project
+from multitype.cli._common import ConfigDirOpt, RootOpt, project
 from multitype.cli.train import BatchSizeOpt, LearningRateOpt, MaxLengthOpt, NumEpochsOpt
 from multitype.errors import UserError
 
@@ -84,7 +84,7 @@ def launch(
         ami=ami, volume_gb=volume_gb, key_name=key_name, subnet=subnet, security_groups=security_group or None,
         instance_profile=instance_profile, remote=remote, budget=budget, force=force, num_epochs=num_epochs,
         learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, dry_run=dry_run)
-    result = start(proj, opts, config_dir=config_dir, echo=lambda line: console.print(line, markup=False))
+    result = start(proj, opts, config_dir=config_dir, echo=_note)  # one line each, never wrapped
     if dry_run:
         typer.echo(json.dumps(result.request, indent=2))
         _note(f"(dry run) run {result.run_id} on {result.image.image_id} ({result.image.name or '-'}): nothing "

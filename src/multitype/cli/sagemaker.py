@@ -56,7 +56,7 @@ def launch(
                          image_uri=image_uri, role=role, remote=remote, num_epochs=num_epochs,
                          learning_rate=learning_rate, batch_size=batch_size, max_length=max_length, resume=resume,
                          dry_run=dry_run, budget=budget, force=force)
-    result = start(proj, opts, config_dir=config_dir, echo=lambda line: console.print(line, markup=False))
+    result = start(proj, opts, config_dir=config_dir, echo=lambda line: console.print(line, markup=False, soft_wrap=True))
     if dry_run:
         requests = [job.request for job in result.jobs]
         typer.echo(json.dumps(requests[0] if len(requests) == 1 else requests, indent=2))

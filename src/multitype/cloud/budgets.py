@@ -6,6 +6,15 @@ limit (percentage thresholds), each sent to the given e-mail addresses and/or
 SNS topic. The account id comes from STS. AWS requires a subscriber for every
 notification, so without one the budget is created without alerts and the
 caller says so.
+
+Why ACTUAL and not FORECASTED: AWS needs about five weeks of usage history
+before it forecasts, so on a new account a forecasted alert stays silent; and a
+training burst swings the month's forecast, so it would cry wolf after one job.
+Actual spend at 80% leaves room to stop instances before the limit.
+
+A budget of that name existing already is an error that names it (AWS has no
+"create or keep"; changing a budget is the Billing console's job), so a rerun
+never silently keeps a different amount.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multitype.cloud import aws as cloud_aws
+from multitype.cloud.price_refresh import location_name
 from multitype.config import AwsConfig
 from multitype.errors import AwsError, UserError
 
@@ -60,14 +70,17 @@ def create_budget(aws: AwsConfig, amount: float, *, name: str, emails: list[str]
     UserError
         An amount of 0 or below, or an address that is not an e-mail address.
     AwsError
+        A region botocore does not know (names the nearest).
+    AwsError
         No credentials, access denied, or a budget of that name exists already.
     """
-    if amount <= 0:
+    if round(amount, 2) <= 0:  # AWS takes cents: 0.001 would be a budget of $0.00
         raise UserError(f"--amount must be above 0 USD, got {amount:g}")
     emails = list(emails or [])
     bad = [a for a in emails if not _EMAIL.match(a)]
     if bad:
         raise UserError(f"--email {bad[0]!r} is not an e-mail address")
+    location_name(aws.region)  # a region typo is named here, not as an STS endpoint that does not answer
     cloud_aws.check_credentials(aws)
     with cloud_aws.aws_errors("read the account id (sts:GetCallerIdentity)", aws):
         account = str(cloud_aws.client("sts", aws).get_caller_identity()["Account"])

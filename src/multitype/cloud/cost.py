@@ -16,7 +16,10 @@ The route through :func:`estimate`:
       catalog's stated utilisation (35%) of the instance's peak;
 3. samples: the train split x epochs, plus the evaluation passes (val after
    each epoch and at the end, test once) at a third of a training sample;
-4. hours x the hourly price (:meth:`~multitype.cloud.prices.PriceCatalog.quote`).
+4. plus the catalog's start-up minutes per job (image and data download,
+   boot, install, upload: billed, but outside the training loop; SageMaker
+   and EC2 have their own figure), so a small job is not priced at "0 s";
+5. hours x the hourly price (:meth:`~multitype.cloud.prices.PriceCatalog.quote`).
 
 :func:`check_budget` refuses an estimate over the budget unless forced; the
 launchers print the estimate first (:func:`describe`).
@@ -52,7 +55,7 @@ class Estimate:
     Attributes
     ----------
     hours, usd : float
-        Wall time of training (+ evaluation) and its price.
+        Billed wall time (training, evaluation and ``startup_hours``) and its price.
     measured : bool
         True when the speed is one this project measured on this hardware and settings.
     basis : str
@@ -63,6 +66,8 @@ class Estimate:
         The hourly price and where it came from (a source, or a spot estimate).
     samples_per_s : float
         Training samples per second on the whole instance.
+    startup_hours : float
+        The part of ``hours`` outside training (the catalog's start-up minutes).
     """
 
     model: str
@@ -78,6 +83,7 @@ class Estimate:
     samples_per_s: float = 0.0
     epochs: float = 0.0
     catalog_date: str = ""
+    startup_hours: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,10 +223,11 @@ def estimate(project: Project, model_name: str, instance_type: str, *, spot: boo
     used = (gpus or spec.gpus) if spec.gpus else 0
     speed, kind, basis = _speed(catalog, spec, model_name, shape, work, params.max_length, params.precision,
                                 used, found)
-    hours = work.sample_count(epochs) / speed / 3600.0
+    startup = catalog.startup_hours(instance_type)
+    hours = work.sample_count(epochs) / speed / 3600.0 + startup
     quote = catalog.quote(instance_type, spot)
     return Estimate(model_name, instance_type, spot, hours, hours * quote.usd_hour, kind == "measured", basis,
-                    kind, quote.usd_hour, quote.basis, speed, epochs, catalog.date)
+                    kind, quote.usd_hour, quote.basis, speed, epochs, catalog.date, startup)
 
 
 def launch_estimate(project: Project, task: str, models: list[str], instance_type: str, *, spot: bool,
@@ -263,25 +270,30 @@ def _model_estimate(project: Project, task: str, models: list[str], instance_typ
         kinds = sorted({e.kind for e in each})
         return Estimate(label, instance_type, spot, hours, hours * quote.usd_hour, all(e.measured for e in each),
                         "; ".join(f"{e.model}: {e.basis}" for e in each), "/".join(kinds), quote.usd_hour,
-                        quote.basis, sum(e.samples_per_s for e in each), each[0].epochs, catalog.date)
+                        quote.basis, sum(e.samples_per_s for e in each), each[0].epochs, catalog.date,
+                        each[0].startup_hours)
     one = estimate(project, models[0], instance_type, spot=spot, epochs=epochs, catalog=catalog, work=work,
                    found=found)
     if count > 1:  # data-parallel over instances: the same work in 1/count of the time, on count instances
         note = f"; {count} instances, linear scaling assumed"
-        return Estimate(one.model, one.instance_type, spot, one.hours / count, one.usd, one.measured,
+        hours = (one.hours - one.startup_hours) / count + one.startup_hours  # every instance starts up
+        return Estimate(one.model, one.instance_type, spot, hours, hours * one.usd_hour * count, one.measured,
                         one.basis + note, one.kind, one.usd_hour, one.price_basis, one.samples_per_s * count,
-                        one.epochs, one.catalog_date)
+                        one.epochs, one.catalog_date, one.startup_hours)
     return one
 
 
 def describe(est: Estimate) -> str:
     """One line for the launchers: ``estimate: 0.42 h, $0.13 (ml.g5.xlarge spot ...; speed estimated: ...)``."""
-    return (f"estimate: {duration(est.hours)}, {money(est.usd)} ({est.instance_type}, {est.price_basis} "
+    startup = f" incl. {est.startup_hours * 60:.0f} min start-up" if est.startup_hours else ""
+    return (f"estimate: {duration(est.hours)}{startup}, {money(est.usd)} ({est.instance_type}, {est.price_basis} "
             f"${est.usd_hour:.4g}/h; speed {est.kind}: {est.basis}; catalog {est.catalog_date})")
 
 
 def duration(hours: float) -> str:
     """``42 s``, ``12.5 min``, ``3.20 h``."""
+    if 0 < hours < 0.5 / 3600:
+        return "<1 s"
     if hours < 1 / 60:
         return f"{hours * 3600:.0f} s"
     if hours < 1:
@@ -290,7 +302,9 @@ def duration(hours: float) -> str:
 
 
 def money(usd: float) -> str:
-    """``$12.34``; small sums keep four decimals (``$0.0012``)."""
+    """``$12.34``; small sums keep four decimals (``$0.0012``), smaller ones say so (``<$0.0001``)."""
+    if 0 < usd < 0.00005:
+        return "<$0.0001"
     return f"${usd:.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.4f}"
 
 
@@ -301,7 +315,7 @@ def check_unpriced(instance_type: str, budget_usd: float | None, *, force: bool,
     if budget_usd is not None and budget_usd <= 0:
         raise UserError(f"--budget must be above 0 USD, got {budget_usd:g}")
     if budget_usd is not None and not force:
-        raise OverBudget(f"{note}, so the budget of ${budget_usd:.2f} cannot be checked; pass --force to start "
+        raise OverBudget(f"{note}, so the budget of {money(budget_usd)} cannot be checked; pass --force to start "
                          "it anyway, or choose a type the catalog prices ('multitype cost estimate' lists them)")
     echo(note)
 
@@ -332,7 +346,7 @@ def check_budget(estimate_usd: float, budget_usd: float | None, *, force: bool, 
     if budget_usd <= 0:
         raise UserError(f"--budget must be above 0 USD, got {budget_usd:g}")
     if estimate_usd > budget_usd and not force:
-        raise OverBudget(f"{what} is estimated at ${estimate_usd:.2f}, over the budget of ${budget_usd:.2f} "
+        raise OverBudget(f"{what} is estimated at {money(estimate_usd)}, over the budget of {money(budget_usd)} "
                          "(--budget or aws.budget_usd in project.yaml), so it was not started; pass --force to "
                          "start it anyway, or choose a cheaper --instance-type, --spot or fewer epochs")
 
@@ -388,8 +402,8 @@ class Plan:
                             "--deadline, or add faster --instance-types")
         if budget_usd is not None and self.total_usd > budget_usd:
             what = ", ".join(f"{m} on {e.instance_type}" for m, e in self.chosen.items())
-            raise OverBudget(f"the cheapest plan ({what}) is estimated at ${self.total_usd:.2f}, over the budget of "
-                             f"${budget_usd:.2f}; raise --budget, use --spot, or train fewer --epochs")
+            raise OverBudget(f"the cheapest plan ({what}) is estimated at {money(self.total_usd)}, over the budget "
+                             f"of {money(budget_usd)}; raise --budget, use --spot, or train fewer --epochs")
 
 
 def plan(project: Project, models: list[str], instance_types: list[str], *, spot: bool,

@@ -61,12 +61,18 @@ def location_name(region: str) -> str:
     AwsError
         botocore does not know the region.
     """
+    import difflib
+
     import botocore.session
 
+    regions: dict[str, str] = {}
     for partition in botocore.session.get_session().get_data("endpoints")["partitions"]:
-        if region in partition.get("regions", {}):
-            return str(partition["regions"][region]["description"])
-    raise AwsError(f"unknown AWS region {region!r} (aws.region in project.yaml); e.g. us-east-1")
+        regions.update({name: str(r["description"]) for name, r in partition.get("regions", {}).items()})
+    if region in regions:
+        return regions[region]
+    near = difflib.get_close_matches(region, list(regions), n=3, cutoff=0.6)
+    raise AwsError(f"unknown AWS region {region!r} (aws.region in project.yaml); "
+                   + (f"did you mean {', '.join(near)}?" if near else "e.g. us-east-1"))
 
 
 def product_filters(instance_type: str, location: str) -> tuple[str, list[dict[str, str]]]:

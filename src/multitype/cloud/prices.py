@@ -115,6 +115,9 @@ class PriceCatalog:
         self.spot_ratio = float(data.get("spot_ratio", 0.30))
         self.utilisation = float(data.get("utilisation", {}).get("value", 0.35))
         self.utilisation_source = str(data.get("utilisation", {}).get("source", ""))
+        startup = dict(data.get("startup_minutes", {}))
+        self.startup_minutes = {k: float(startup.get(k, 0.0)) for k in ("sagemaker", "ec2")}
+        self.startup_source = str(startup.get("source", ""))
         self.gpus: dict[str, dict[str, Any]] = dict(data.get("gpus", {}))
         self._instances = {name: self._spec(name, entry) for name, entry in data["instances"].items()}
 
@@ -146,6 +149,10 @@ class PriceCatalog:
     def names(self, service: str | None = None) -> list[str]:
         """Instance type names: ``service="sagemaker"`` (``ml.*``), ``"ec2"``, or None for all."""
         return [n for n, s in self._instances.items() if service is None or s.service == service]
+
+    def startup_hours(self, name: str) -> float:
+        """Billed hours per job outside training on ``name``'s service (the catalog's stated assumption)."""
+        return self.startup_minutes["sagemaker" if name.startswith("ml.") else "ec2"] / 60.0
 
     def price(self, name: str, spot: bool) -> float | None:
         """The hourly price from a source: on-demand, or spot (None when no source gives one or unknown type)."""

@@ -234,6 +234,7 @@ def _guard_budget(project: Project, opts: LaunchOptions, jobs: list[_Job], insta
     from multitype.cloud.prices import load_catalog
 
     budget = opts.budget if opts.budget is not None else project.configs.project.aws.budget_usd
+    cost.check_budget(0.0, budget, force=opts.force, what="")  # a budget of 0 or below: named before any estimate
     catalog = load_catalog()
     if catalog.instance(instance_type) is None:  # a valid training type the price catalog lacks
         cost.check_unpriced(instance_type, budget, force=opts.force, catalog=catalog, echo=echo)
