@@ -32,10 +32,9 @@ from multitype import layout
 from multitype.cloud import aws as cloud_aws
 from multitype.cloud import catalog
 from multitype.cloud.sagemaker import records, request as req
-from multitype.config import CONFIG_FILES
 from multitype.errors import AwsError, DataError
 from multitype.project import Project
-from multitype.storage import Storage, is_remote, split_s3_url
+from multitype.storage import is_remote, split_s3_url
 
 ROLE_ENV = "SAGEMAKER_ROLE"
 BASELINE_INSTANCE_TYPE = "ml.m5.xlarge"  # the runbook's "cheap, fast" baseline step: a CPU instance
@@ -221,52 +220,11 @@ def _local_folder(project: Project) -> Path:
 
 
 def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: Path) -> tuple[list[str], int]:
-    """Push data/processed, configs and code (with the sourcedir) to ``root``; returns the keys uploaded, bytes."""
-    from multitype.cloud.bundle import code_files
-    from multitype.sync import sync
+    """Push data/processed, configs and code (with the sourcedir) to ``root`` (see :mod:`multitype.cloud.upload`)."""
+    from multitype.cloud import upload
 
-    storage_cfg = project.configs.project.storage
-    aws = project.configs.project.aws
-    target = Storage(root, endpoint_url=storage_cfg.endpoint_url, profile=aws.profile)
-    uploaded: list[str] = []
-    size = 0
-    config_in_root = (not project.storage.remote and not is_remote(config_dir)
-                      and Path(config_dir).resolve() == (local / layout.CONFIGS).resolve())
-    if project.storage.remote:  # data and results already live there: add the code only
-        if not target.exists(sourcedir.key):
-            target.put_file(sourcedir.path, sourcedir.key)
-            uploaded.append(sourcedir.key)
-            size += sourcedir.size
-    else:
-        files = {**code_files(local), sourcedir.key: sourcedir.path}
-        groups = ["data/processed", "code"] + (["configs"] if config_in_root else [])
-        result = sync("push", local=local, remote=root, only=groups, endpoint_url=storage_cfg.endpoint_url,
-                      profile=aws.profile, code_files=files)
-        uploaded += result.uploaded
-        size += result.bytes
-    if not config_in_root:  # the configs in force come from --config-dir, not from <root>/configs
-        written, count = _push_configs(config_dir, target, storage_cfg.endpoint_url, aws.profile)
-        uploaded += written
-        size += count
-    return uploaded, size
-
-
-def _push_configs(config_dir: str, target: Storage, endpoint_url: str | None,
-                  profile: str | None) -> tuple[list[str], int]:
-    import fsspec
-
-    from multitype.storage import storage_options
-
-    fs, base = fsspec.core.url_to_fs(config_dir, **storage_options(config_dir, endpoint_url, profile))
-    written, size = [], 0
-    for name in CONFIG_FILES.values():
-        text = fs.cat_file(f"{base.rstrip('/')}/{name}").decode("utf-8")
-        key = f"{layout.CONFIGS}/{name}"
-        if not target.exists(key) or target.read_text(key) != text:
-            target.write_text(key, text)
-            written.append(key)
-            size += len(text.encode("utf-8"))
-    return written, size
+    return upload.push(project, root, config_dir, local, extra={sourcedir.key: Path(sourcedir.path)},
+                       code_to_remote_root=False)
 
 
 def _guard_budget(project: Project, opts: LaunchOptions, jobs: list[_Job], instance_type: str, spot: bool,

@@ -49,11 +49,18 @@ class LogReader:
         DescribeLogStreams page size.
     timestamps : bool, default=False
         Prefix each line with its UTC time.
+    log_group : str, default="/aws/sagemaker/TrainingJobs"
+        The log group.
+    stream_prefix : str, optional
+        The streams read (default: ``<job_name>/``, SageMaker's per-host streams).
     """
 
     def __init__(self, aws: AwsConfig, job_name: str, echo: Callable[[str], None] = print,
-                 page_size: int | None = None, stream_page_size: int = STREAM_PAGE, timestamps: bool = False) -> None:
+                 page_size: int | None = None, stream_page_size: int = STREAM_PAGE, timestamps: bool = False,
+                 log_group: str = LOG_GROUP, stream_prefix: str | None = None) -> None:
         self.aws = aws
+        self.log_group = log_group  # another group and prefix: e.g. an EC2 run's /multitype/ec2 stream
+        self.stream_prefix = f"{job_name}/" if stream_prefix is None else stream_prefix
         self.job_name = job_name
         self.echo = echo
         self.page_size = page_size
@@ -69,10 +76,10 @@ class LogReader:
     def streams(self) -> list[str]:
         """The job's stream names (one per host), sorted; empty before the job logged anything."""
         names: list[str] = []
-        kwargs = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{self.job_name}/",
+        kwargs = {"logGroupName": self.log_group, "logStreamNamePrefix": self.stream_prefix,
                   "PaginationConfig": {"PageSize": self.stream_page_size}}
         try:
-            with aws_errors(f"list the log streams of {self.job_name} in {LOG_GROUP}", self.aws):
+            with aws_errors(f"list the log streams of {self.job_name} in {self.log_group}", self.aws):
                 for page in self._logs.get_paginator("describe_log_streams").paginate(**kwargs):
                     names.extend(s["logStreamName"] for s in page.get("logStreams", []))
         except AwsError as exc:
@@ -87,7 +94,8 @@ class LogReader:
         token = self.tokens.get(stream)
         with aws_errors(f"read the log stream {stream}", self.aws):
             while True:
-                kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                kwargs: dict[str, Any] = {"logGroupName": self.log_group, "logStreamName": stream,
+                                          "startFromHead": True}
                 if token:
                     kwargs["nextToken"] = token
                 if self.page_size:
