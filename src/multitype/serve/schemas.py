@@ -69,7 +69,7 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ApiError(400, "the request body is empty; send JSON such as {\"texts\": [\"...\"]}")
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8-sig"))  # JSON is UTF-8 (RFC 8259); a byte-order mark is let through
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
