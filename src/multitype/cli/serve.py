@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -133,14 +134,20 @@ def _run(settings, model: str, host: str, port: int, workers: int, log_level: st
                   f"from {model} on http://{host}:{port} with {workers} worker{'s' * (workers > 1)}; "
                   f"micro-batches of up to {settings.max_batch_size} texts, {settings.max_wait_ms:g} ms wait")
     common = dict(host=host, port=port, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=30)
-    if workers == 1:
-        uvicorn.run(create_app(settings, served), **common)
-        return
-    del served  # each worker loads its own copy
-    metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="multitype-metrics-"))
-    os.environ.update(settings.to_env())
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    uvicorn.run("multitype.serve.app:app_from_env", factory=True, workers=workers, **common)
+    # uvicorn answers SIGTERM by finishing the requests in flight, then raises the signal again once it has
+    # put back the handler it found: this one, so that a clean shutdown exits 0 instead of dying of SIGTERM
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(settings, served), **common)
+            return
+        del served  # each worker loads its own copy
+        metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="multitype-metrics-"))
+        os.environ.update(settings.to_env())
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("multitype.serve.app:app_from_env", factory=True, workers=workers, **common)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def register(app: typer.Typer) -> None:
