@@ -202,9 +202,7 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Fas
     @app.post("/invocations", response_model=PredictResponse, responses=_ERRORS, openapi_extra=invocation_body,
               summary="SageMaker inference: JSON or CSV (one text per row) in; JSON, or CSV when Accept asks")
     async def invocations(request: Request) -> Any:
-        kind = sagemaker.media_type(request.headers.get("content-type"))
-        if kind not in sagemaker.CONTENT_TYPES:  # before reading the body
-            sagemaker.texts_from_body(b"", kind)
+        kind = sagemaker.check_content_type(request.headers.get("content-type"))  # before reading the body
         body = await read_body(request, settings.max_body_bytes)
         answer = await classify(sagemaker.texts_from_body(body, kind))
         if sagemaker.wants_csv(request.headers.get("accept")):

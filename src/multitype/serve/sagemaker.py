@@ -28,14 +28,20 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
+def check_content_type(content_type: str | None) -> str:
+    """The media type of an ``/invocations`` request if we read it, else 415 (checked before the body is read)."""
+    kind = media_type(content_type)
+    if kind not in CONTENT_TYPES:
+        raise ApiError(415, f"content type {kind or '(none)'!r} is not supported; send {' or '.join(CONTENT_TYPES)}")
+    return kind
+
+
 def texts_from_body(body: bytes, content_type: str | None) -> list[str]:
     """The texts of an ``/invocations`` body by its content type; 415 for an unsupported one."""
-    kind = media_type(content_type)
+    kind = check_content_type(content_type)
     if kind == "application/json":
         return texts_from_json(parse_json(body), allow_list=True)
-    if kind == "text/csv":
-        return texts_from_csv(body)
-    raise ApiError(415, f"content type {kind or '(none)'!r} is not supported; send {' or '.join(CONTENT_TYPES)}")
+    return texts_from_csv(body)
 
 
 def texts_from_csv(body: bytes) -> list[str]:
