@@ -10,7 +10,10 @@ A model folder is either
   optional); class names come from ``config.id2label``.
 
 ``load_predictor(folder).predict(texts)`` returns predicted class names and a
-``(n, n_classes)`` score matrix whose rows sum to 1. For LogisticRegression and
+``(n, n_classes)`` score matrix whose rows sum to 1 (``folder`` may also be an
+``s3://`` URL: it is copied to a temporary folder, loaded, and the copy removed).
+This is the package's public inference API, also exported as
+``multitype.load_predictor``. For LogisticRegression and
 transformers these are probabilities (``score_kind == "prob"``). LinearSVC has
 no probabilities: its scores are a softmax of the decision function
 (``score_kind == "score"``), which ranks classes like the SVM does but is not
@@ -119,15 +122,29 @@ class Predictor:
     score_kind : str
         ``"prob"`` (probabilities) or ``"score"`` (softmax of SVM margins).
     path : Path
-        The folder it was loaded from.
+        The folder it was loaded from (for an ``s3://`` model: the temporary copy, removed after loading).
+    source : str
+        What was passed to :func:`load_predictor` (a folder or an ``s3://`` URL).
+    name : str
+        ``model_name`` (transformers) or ``model`` (baselines) from ``model.json``, else the folder's name.
+    max_length : int or None
+        Tokens a text is cut to (transformers); ``None`` for baselines, which read the whole text.
     """
 
     kind = ""
+    max_length: int | None = None
 
     def __init__(self, path: Path, labels: Sequence[str], score_kind: str) -> None:
         self.path = path
+        self.source = str(path)
         self.labels = list(labels)
         self.score_kind = score_kind
+        card = _card(path)
+        self.name = str(card.get("model_name") or card.get("model") or path.name)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Per text: is it longer than the model reads (cut to :attr:`max_length` tokens)? Never for baselines."""
+        return [False] * len(texts)
 
     @property
     def score_columns(self) -> list[str]:
@@ -204,10 +221,8 @@ class TransformerPredictor(Predictor):
         self.max_length = self._max_length(path)
 
     def _max_length(self, path: Path) -> int:
-        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
-        card = path / MODEL_JSON
-        if card.is_file():
-            limits.append(json.loads(card.read_text(encoding="utf-8")).get("max_length"))
+        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length,
+                  _card(path).get("max_length")]
         # tokenizers without a limit report a huge sentinel (int(1e30))
         usable = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 1_000_000]
         return min(usable) if usable else 512
@@ -219,6 +234,22 @@ class TransformerPredictor(Predictor):
         inverse[order] = np.arange(len(order))
         return [labels[i] for i in inverse], scores[inverse]
 
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Per text: does it have more than :attr:`max_length` tokens (special tokens included)?
+
+        A text of ``b`` UTF-8 bytes has at most ``b`` tokens (WordPiece, byte-level BPE and
+        SentencePiece never make more tokens than bytes) plus a few special ones, so only
+        texts longer than that are tokenized to count.
+        """
+        assert self.max_length is not None
+        flags = [False] * len(texts)
+        long = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) + 4 > self.max_length]
+        if long:
+            ids = self.tokenizer([texts[i] for i in long], truncation=False, verbose=False)["input_ids"]
+            for i, tokens in zip(long, ids):
+                flags[i] = len(tokens) > self.max_length
+        return flags
+
     def _scores(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -227,6 +258,18 @@ class TransformerPredictor(Predictor):
         with torch.inference_mode():
             logits = self.model(**batch).logits
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
+def _card(folder: Path) -> dict[str, Any]:
+    """``model.json`` of a folder as a dict (``{}`` when absent or not an object)."""
+    card = folder / MODEL_JSON
+    if not card.is_file():
+        return {}
+    try:
+        data = json.loads(card.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def model_kind(folder: str | Path) -> str:
@@ -255,22 +298,61 @@ def model_kind(folder: str | Path) -> str:
                      "or config.json + model.safetensors (a transformer)")
 
 
-def load_predictor(folder: str | Path, device: str | None = None) -> Predictor:
-    """Load the model in a local folder, whichever kind it is.
+def load_predictor(model: str | Path, device: str | None = None, *, endpoint_url: str | None = None,
+                   profile: str | None = None) -> Predictor:
+    """Load a saved model, baseline or transformer, for inference.
 
     Parameters
     ----------
-    folder : str or Path
-        ``models/final/<name>`` copied to (or living on) the local disk.
+    model : str or Path
+        A model folder (``models/final/<name>``, as ``multitype train`` writes it) on the
+        local disk, or an ``s3://bucket/prefix/models/final/<name>`` URL. An S3 folder is
+        copied to a temporary folder, loaded into memory and the copy removed.
     device : str, optional
         Torch device for transformers (default: CUDA when available).
+    endpoint_url, profile : str, optional
+        S3 endpoint and AWS profile for an ``s3://`` model (default: ``AWS_ENDPOINT_URL``
+        and the standard AWS credential sources).
+
+    Returns
+    -------
+    Predictor
+        ``predict(texts, batch_size=64)`` returns ``(labels, scores)``: a predicted class
+        name per text and an ``(n, n_classes)`` float32 matrix whose columns follow
+        ``labels`` and whose rows sum to 1 (probabilities when ``score_kind == "prob"``).
+        Texts are split into batches of ``batch_size`` internally.
 
     Raises
     ------
     ModelError
         Missing folder, unknown layout, untrusted skops types, unreadable weights.
+
+    Examples
+    --------
+    >>> from multitype import load_predictor
+    >>> p = load_predictor("models/final/logreg")                      # doctest: +SKIP
+    >>> labels, scores = p.predict(["The striker scored twice."])      # doctest: +SKIP
+    >>> labels[0], dict(zip(p.labels, scores[0].round(3)))             # doctest: +SKIP
+    ('sports', {'business': 0.05, 'politics': 0.04, 'sports': 0.87, 'tech': 0.04})
     """
-    folder = Path(folder)
+    from multitype.storage import is_remote
+
+    source = str(model)
+    if is_remote(source):
+        from multitype.storage import Storage
+
+        storage = Storage(source.rstrip("/"), endpoint_url=endpoint_url, profile=profile)
+        if not storage.isdir(""):
+            raise ModelError(f"model folder {source} not found; check the URL or train the model first")
+        with storage.local_dir("") as local:
+            predictor = _load_local(local, device)
+    else:
+        predictor = _load_local(Path(source.removeprefix("file://")).expanduser(), device)
+    predictor.source = source
+    return predictor
+
+
+def _load_local(folder: Path, device: str | None) -> Predictor:
     kind = model_kind(folder)
     if kind == "transformer":
         return TransformerPredictor(folder, device=device)
