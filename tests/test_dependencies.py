@@ -20,6 +20,8 @@ NOT_IMPORTED = {
 # reached through another package, by name: not checked here
 INDIRECT = {
     "s3fs": "fsspec's s3:// implementation, loaded by protocol name",
+    "onnx": "torch.onnx.export(dynamo=True) builds and saves the model with it (multitype export onnx)",
+    "onnxscript": "torch.onnx.export(dynamo=True) translates the graph with it (multitype export onnx)",
 }
 
 

@@ -86,3 +86,13 @@ def manifest(run_id: str) -> str:
 
 def run_log(run_id: str, name: str) -> str:
     return f"{RUNS}/{run_id}/{name}"
+
+
+# inside a transformer's model folder (models/final/<slug>/), written by `multitype export onnx`
+ONNX_DIR = "onnx"
+ONNX_AGREEMENT = f"{ONNX_DIR}/agreement.json"
+
+
+def onnx_model(quantized: bool = False) -> str:
+    """``onnx/model.onnx``, or ``onnx/model.int8.onnx`` for the int8 one (relative to the model folder)."""
+    return f"{ONNX_DIR}/model.int8.onnx" if quantized else f"{ONNX_DIR}/model.onnx"

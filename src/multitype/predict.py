@@ -30,7 +30,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from multitype.data import sources
 from multitype.errors import DataError, ModelError, StorageError
 from multitype.manifest import write_manifest
-from multitype.predictor import Predictor, load_predictor
+from multitype.predictor import BACKENDS, Predictor, check_backend_files, load_predictor
 from multitype.project import Project
 from multitype.storage import Storage, check_key, is_remote
 
@@ -51,10 +51,11 @@ def _open_file(project: Project, location: str) -> tuple[Storage, str]:
 
 
 @contextlib.contextmanager
-def model_folder(project: Project, model: str) -> Iterator[Path]:
+def model_folder(project: Project, model: str, backend: str = "torch") -> Iterator[Path]:
     """A local folder with the model's files: the folder itself, or a temp copy from S3.
 
-    ``model`` is a local folder, an ``s3://`` URL, or a key under the project root.
+    ``model`` is a local folder, an ``s3://`` URL, or a key under the project root. A copy
+    is made only when the folder has what ``backend`` needs (:func:`~multitype.predictor.check_backend_files`).
     """
     cfg = project.configs.project
     if is_remote(model):
@@ -62,6 +63,7 @@ def model_folder(project: Project, model: str) -> Iterator[Path]:
                           profile=cfg.aws.profile)
         if not storage.isdir(""):
             raise ModelError(f"model folder {model} not found; check the URL or train the model first")
+        check_backend_files(storage, model, backend)
         with storage.local_dir("") as local:
             yield local
         return
@@ -74,6 +76,7 @@ def model_folder(project: Project, model: str) -> Iterator[Path]:
     except StorageError:
         key = None
     if key and project.storage.isdir(key):
+        check_backend_files(project.storage, model, backend, key)
         with project.storage.local_dir(key) as local:
             yield local
         return
@@ -155,7 +158,7 @@ def _plain(value: Any) -> Any:
 
 
 def predict_file(project: Project, model: str, input_path: str, output_path: str | None,
-                 text_field: str | None, batch_size: int, force: bool = False) -> str:
+                 text_field: str | None, batch_size: int, force: bool = False, backend: str = "torch") -> str:
     """Predict every text of ``input_path`` with ``model`` and write the predictions.
 
     Parameters
@@ -174,6 +177,8 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
         Texts per model call.
     force : bool, default=False
         Overwrite ``output_path`` (local or S3) when it exists (DESIGN.md section 5).
+    backend : {"torch", "onnx", "onnx-int8"}, default="torch"
+        What runs the model (see :func:`multitype.predictor.load_predictor`).
 
     Returns
     -------
@@ -188,6 +193,8 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
     """
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
+    if backend not in BACKENDS:
+        raise ModelError(f"--backend must be one of: {', '.join(BACKENDS)}; got {backend!r}")
     output_path = output_path or default_output(input_path)
     out_suffix = posixpath.splitext(output_path.rstrip("/"))[1].lower()
     if out_suffix not in OUTPUT_FORMATS:
@@ -202,8 +209,8 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
     texts, input_sha = read_texts(project, input_path, field)  # bad input fails before the model loads
 
     console = Console(stderr=True, soft_wrap=True)
-    with model_folder(project, model) as folder:
-        predictor = load_predictor(folder)
+    with model_folder(project, model, backend) as folder:
+        predictor = load_predictor(folder, backend=backend)
         card = folder / "model.json"
         model_info = json.loads(card.read_text(encoding="utf-8")) if card.is_file() else {}
     labels: list[str] = []
@@ -222,9 +229,10 @@ def predict_file(project: Project, model: str, input_path: str, output_path: str
 
     data = _encode(_table(texts, labels, np.concatenate(parts), predictor), OUTPUT_FORMATS[out_suffix])
     out_storage.write_bytes(out_key, data)
-    console.print(f"{len(texts):,} texts, {len(texts) / seconds:,.0f}/s, with {predictor.kind} model {model}")
+    console.print(f"{len(texts):,} texts, {len(texts) / seconds:,.0f}/s, with {predictor.kind} model {model}"
+                  f"{'' if predictor.backend == 'torch' else f' on {predictor.backend}'}")
     write_manifest(project, external_inputs={f"input {input_path}": input_sha}, extra={"predict": {
-        "model": model, "model_kind": predictor.kind, "model_run_id": model_info.get("run_id"),
+        "model": model, "model_kind": predictor.kind, "backend": predictor.backend, "model_run_id": model_info.get("run_id"),
         "input": input_path, "text_field": field, "output": output_path,
         "output_sha256": hashlib.sha256(data).hexdigest(), "rows": len(texts),
         "seconds": round(seconds, 3), "samples_per_s": round(len(texts) / seconds, 2),

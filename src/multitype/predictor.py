@@ -37,6 +37,7 @@ SKOPS_FILE = "model.skops"
 # Anything else in a .skops file is refused (a tampered or foreign file).
 TRUSTED_TYPES: tuple[str, ...] = ("multitype.tfidf.FastTfidfVectorizer",)
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -129,9 +130,13 @@ class Predictor:
         ``model_name`` (transformers) or ``model`` (baselines) from ``model.json``, else the folder's name.
     max_length : int or None
         Tokens a text is cut to (transformers); ``None`` for baselines, which read the whole text.
+    backend : str
+        What runs the model: ``"torch"`` (PyTorch, or scikit-learn for baselines), ``"onnx"`` or
+        ``"onnx-int8"`` (ONNX Runtime, see :mod:`multitype.onnx_predictor`).
     """
 
     kind = ""
+    backend = "torch"
     max_length: int | None = None
 
     def __init__(self, path: Path, labels: Sequence[str], score_kind: str) -> None:
@@ -193,35 +198,42 @@ class TransformerPredictor(Predictor):
     """A sequence classifier in ``save_pretrained`` form, run under ``torch.inference_mode``.
 
     Texts are sorted by length before batching (less padding) and truncated to
-    the model's maximum length; the results come back in input order.
+    the model's maximum length; the results come back in input order. Subclasses
+    that run the same folder on another engine (:class:`multitype.onnx_predictor.OnnxPredictor`)
+    share the tokenizer, labels, length limit, ordering and truncation flags, and
+    replace :meth:`_load` and :meth:`_scores`.
     """
 
     kind = "transformer"
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from transformers import AutoTokenizer
 
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
+        from multitype.transformer.models import quiet_transformers
+
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self.model = AutoModelForSequenceClassification.from_pretrained(str(path))
+            with quiet_transformers():  # load reports and "Loading weights" bars
+                self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+                config = self._load(path, device)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{path}: cannot load the transformer ({' '.join(str(exc).split())[:200]})") from None
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        config = self.model.config
         id2label = {int(k): v for k, v in (config.id2label or {}).items()}
         labels = [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
         super().__init__(path, labels, "prob")
+        self.max_length = self._max_length(path, config)
+
+    def _load(self, path: Path, device: str | None) -> Any:
+        """Load the model itself; return its ``transformers`` config."""
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.max_length = self._max_length(path)
+        return self.model.config
 
-    def _max_length(self, path: Path) -> int:
-        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length,
+    def _max_length(self, path: Path, config: Any) -> int:
+        limits = [getattr(config, "max_position_embeddings", None), self.tokenizer.model_max_length,
                   _card(path).get("max_length")]
         # tokenizers without a limit report a huge sentinel (int(1e30))
         usable = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 1_000_000]
@@ -298,8 +310,8 @@ def model_kind(folder: str | Path) -> str:
                      "or config.json + model.safetensors (a transformer)")
 
 
-def load_predictor(model: str | Path, device: str | None = None, *, endpoint_url: str | None = None,
-                   profile: str | None = None) -> Predictor:
+def load_predictor(model: str | Path, device: str | None = None, *, backend: str = "torch",
+                   endpoint_url: str | None = None, profile: str | None = None) -> Predictor:
     """Load a saved model, baseline or transformer, for inference.
 
     Parameters
@@ -310,6 +322,10 @@ def load_predictor(model: str | Path, device: str | None = None, *, endpoint_url
         copied to a temporary folder, loaded into memory and the copy removed.
     device : str, optional
         Torch device for transformers (default: CUDA when available).
+    backend : {"torch", "onnx", "onnx-int8"}, default="torch"
+        ``onnx`` and ``onnx-int8`` run a transformer's ``onnx/model.onnx`` or
+        ``onnx/model.int8.onnx`` (written by ``multitype export onnx``) with ONNX Runtime
+        on the CPU; same labels, scores and truncation flags as ``torch``.
     endpoint_url, profile : str, optional
         S3 endpoint and AWS profile for an ``s3://`` model (default: ``AWS_ENDPOINT_URL``
         and the standard AWS credential sources).
@@ -325,7 +341,8 @@ def load_predictor(model: str | Path, device: str | None = None, *, endpoint_url
     Raises
     ------
     ModelError
-        Missing folder, unknown layout, untrusted skops types, unreadable weights.
+        Missing folder, unknown layout, untrusted skops types, unreadable weights, an unknown
+        backend, an ONNX backend for a baseline, or ONNX files not exported yet.
 
     Examples
     --------
@@ -337,6 +354,8 @@ def load_predictor(model: str | Path, device: str | None = None, *, endpoint_url
     """
     from multitype.storage import is_remote
 
+    if backend not in BACKENDS:
+        raise ModelError(f"backend must be one of: {', '.join(BACKENDS)}; got {backend!r}")
     source = str(model)
     if is_remote(source):
         from multitype.storage import Storage
@@ -344,18 +363,42 @@ def load_predictor(model: str | Path, device: str | None = None, *, endpoint_url
         storage = Storage(source.rstrip("/"), endpoint_url=endpoint_url, profile=profile)
         if not storage.isdir(""):
             raise ModelError(f"model folder {source} not found; check the URL or train the model first")
+        check_backend_files(storage, source, backend)
         with storage.local_dir("") as local:
-            predictor = _load_local(local, device)
+            predictor = _load_local(local, device, backend)
     else:
-        predictor = _load_local(Path(source.removeprefix("file://")).expanduser(), device)
+        predictor = _load_local(Path(source.removeprefix("file://")).expanduser(), device, backend)
     predictor.source = source
     return predictor
 
 
-def _load_local(folder: Path, device: str | None) -> Predictor:
+def check_backend_files(storage: Any, source: str, backend: str, key: str = "") -> None:
+    """Refuse ``backend`` for the model folder ``key`` of ``storage`` (a :class:`~multitype.storage.Storage`)
+    before it is copied: a baseline for an ONNX backend, or a missing ONNX file. Names ``source``, not a copy."""
+    if backend == "torch":
+        return
+    from multitype import layout
+    from multitype.onnx_predictor import missing_onnx
+
+    def exists(name: str) -> bool:
+        return storage.exists(f"{key}/{name}" if key else name)
+
+    if exists(SKOPS_FILE):
+        raise _baseline_refusal(source, backend)
+    if not exists(layout.onnx_model(backend == "onnx-int8")):
+        raise missing_onnx(source, backend == "onnx-int8")
+
+
+def _load_local(folder: Path, device: str | None, backend: str = "torch") -> Predictor:
     kind = model_kind(folder)
+    if kind == "transformer" and backend != "torch":
+        from multitype.onnx_predictor import OnnxPredictor
+
+        return OnnxPredictor(folder, quantized=backend == "onnx-int8")
     if kind == "transformer":
         return TransformerPredictor(folder, device=device)
+    if backend != "torch":
+        raise _baseline_refusal(str(folder), backend)
     card = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
     labels = card.get("labels")
     if not isinstance(labels, list) or not labels:
@@ -364,3 +407,8 @@ def _load_local(folder: Path, device: str | None) -> Predictor:
     if not skops_file.is_file():
         raise ModelError(f"{skops_file} not found; the model folder is incomplete, retrain it")
     return SklearnPredictor(folder, load_sklearn_pipeline(skops_file), labels)
+
+
+def _baseline_refusal(folder: str, backend: str) -> ModelError:
+    return ModelError(f"{folder} is a baseline (scikit-learn); the {backend} backend runs transformers only: "
+                      "use the torch backend")

@@ -1,4 +1,4 @@
-"""The routes of the serving app, in process, with a real baseline and a real (tiny) transformer."""
+"""The routes of the serving app, in process, with a real baseline and a real transformer (MiniLM fine-tuned for a few steps)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_health_and_ping(served) -> None:
     model = info["model"]
     assert model["labels"] == LABELS and len(model["version"]) == 12
     if model["kind"] == "transformer":
-        assert model["name"] == "tiny-bert" and model["max_length"] == 64
+        assert model["name"] == "minilm" and model["max_length"] == 64 and model["backend"] == "torch"
     else:
         assert model["name"] == "logreg" and model["kind"] == "sklearn" and model["max_length"] is None
     assert client.post("/predict", json={"text": "x y z"}).json()["version"] == model["version"]

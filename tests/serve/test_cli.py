@@ -145,11 +145,11 @@ def test_refusals(tmp_path: Path, baseline, cli, monkeypatch: pytest.MonkeyPatch
     (broken / "config.json").write_text("{}")
     (broken / "model.safetensors").write_bytes(b"garbage")
     assert "cannot load the transformer" in _one_line_error(cli("serve", "--model", broken, "--port", port))
-    assert _one_line_error(cli("serve", "--model", model, "--backend", "onnx")) == (
-        "--backend onnx: the ONNX export is not built yet ('multitype export onnx' does not exist so far); "
-        "use --backend torch")
+    assert _one_line_error(cli("serve", "--model", model, "--backend", "onnx", "--port", port)) == (
+        f"{baseline.folder} is a baseline (scikit-learn); the onnx backend runs transformers only: "
+        "use the torch backend")
     assert _one_line_error(cli("serve", "--model", model, "--backend", "tensorrt")) == (
-        "--backend must be one of: torch; got 'tensorrt'")
+        "--backend must be one of: torch, onnx, onnx-int8; got 'tensorrt'")
     assert "--max-batch-size" in _one_line_error(cli("serve", "--model", model, "--max-batch-size", "0"))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ def test_predict_returns_labels_and_probabilities(kind: str, request: pytest.Fix
         else request.getfixturevalue("tiny_transformer")
     p = load_predictor(folder)
     assert "load_predictor" in multitype.__all__ and p.labels == LABELS and p.score_kind == "prob"
-    assert p.name == ("logreg" if kind == "baseline" else "tiny-bert")
+    assert p.name == ("logreg" if kind == "baseline" else "minilm")
     labels, scores = p.predict(TEXTS, batch_size=4)  # batches of 4 inside, one answer per text
     assert len(labels) == len(TEXTS) and scores.shape == (len(TEXTS), len(LABELS))
     assert np.allclose(scores.sum(axis=1), 1, atol=1e-5)

@@ -57,6 +57,7 @@ def predict(
     output: Annotated[Optional[str], typer.Option("--output", help="Where to write predictions (.csv or .jsonl; default: <input>.predictions.csv); an existing file needs --force.")] = None,
     text_field: Annotated[Optional[str], typer.Option("--text-field", help="Text column (default: data_config.yaml text_field).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    backend: Annotated[str, typer.Option("--backend", help="torch (PyTorch or scikit-learn, as the model is), onnx or onnx-int8 (a transformer's export from 'multitype export onnx', under ONNX Runtime).")] = "torch",
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
@@ -66,7 +67,7 @@ def predict(
     from multitype.predict import predict_file
 
     out = predict_file(proj, model=model, input_path=input, output_path=output,
-                       text_field=text_field, batch_size=batch_size, force=force)
+                       text_field=text_field, batch_size=batch_size, force=force, backend=backend)
     console.print(f"predictions: {out}")
 
 

@@ -72,7 +72,7 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes, each with its own copy of the model.")] = 1,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Most texts in one model call.")] = 32,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0, help="How long a request waits for others to share its model call.")] = 5.0,
-    backend: Annotated[str, typer.Option("--backend", help="torch (PyTorch or scikit-learn, as the model is); onnx is not built yet.")] = "torch",
+    backend: Annotated[str, typer.Option("--backend", help="torch (PyTorch or scikit-learn, as the model is), onnx or onnx-int8 (a transformer's export from 'multitype export onnx', under ONNX Runtime).")] = "torch",
     max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Most texts waiting for the model; more are answered 503.")] = 1024,
     timeout_s: Annotated[float, typer.Option("--timeout-s", min=0.001, help="A request not answered within this is answered 503.")] = 30.0,
     max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="Most texts in one request (413 above).")] = 256,
@@ -101,16 +101,17 @@ def serve(
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
     with contextlib.ExitStack() as stack:
-        local = _local_model(stack, model, config_dir)
+        local = _local_model(stack, model, config_dir, backend)
         settings = ServeSettings(model=str(local), max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                  max_queue=max_queue, request_timeout_s=timeout_s, max_texts=max_texts,
                                  max_text_chars=max_text_chars, max_body_bytes=max_body_bytes, backend=backend)
         _run(settings, model, host, bind_port, workers, log_level, access_log, stack)
 
 
-def _local_model(stack: contextlib.ExitStack, model: str, config_dir: str) -> Path:
+def _local_model(stack: contextlib.ExitStack, model: str, config_dir: str, backend: str = "torch") -> Path:
     """A local folder with the model: itself, or a temporary copy of an ``s3://`` folder (removed at exit)."""
     from multitype.errors import ModelError
+    from multitype.predictor import check_backend_files
     from multitype.storage import Storage, is_remote
 
     if not is_remote(model):
@@ -119,6 +120,7 @@ def _local_model(stack: contextlib.ExitStack, model: str, config_dir: str) -> Pa
     storage = Storage(model.rstrip("/"), endpoint_url=endpoint, profile=profile)
     if not storage.isdir(""):
         raise ModelError(f"model folder {model} not found; check the URL or train the model first")
+    check_backend_files(storage, model, backend)
     return stack.enter_context(storage.local_dir(""))
 
 
@@ -128,9 +130,9 @@ def _run(settings, model: str, host: str, port: int, workers: int, log_level: st
 
     from multitype.serve.app import create_app, load_model
 
-    served = load_model(settings.model)  # a broken model stops here, before any port is bound
+    served = load_model(settings.model, backend=settings.backend)  # a broken model stops here, before any port is bound
     info = served.info
-    console.print(f"serving {info.name} ({info.kind}, version {info.version}, loaded in {served.load_seconds:.1f} s) "
+    console.print(f"serving {info.name} ({info.kind} on {info.backend}, version {info.version}, loaded in {served.load_seconds:.1f} s) "
                   f"from {model} on http://{host}:{port} with {workers} worker{'s' * (workers > 1)}; "
                   f"micro-batches of up to {settings.max_batch_size} texts, {settings.max_wait_ms:g} ms wait")
     common = dict(host=host, port=port, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=30)

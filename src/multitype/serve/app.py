@@ -64,13 +64,14 @@ def model_version(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_model(model: str, device: str | None = None) -> ServedModel:
-    """Load the model at ``model`` (a local folder) and describe it."""
+def load_model(model: str, device: str | None = None, backend: str = "torch") -> ServedModel:
+    """Load the model at ``model`` (a local folder) with ``backend`` and describe it."""
     start = time.perf_counter()
-    predictor = load_predictor(model, device=device)
+    predictor = load_predictor(model, device=device, backend=backend)
     seconds = time.perf_counter() - start
     info = ModelInfo(name=predictor.name, version=model_version(predictor.path), kind=predictor.kind,
-                     labels=predictor.labels, score_kind=predictor.score_kind, max_length=predictor.max_length)
+                     backend=predictor.backend, labels=predictor.labels, score_kind=predictor.score_kind,
+                     max_length=predictor.max_length)
     return ServedModel(predictor, info, seconds)
 
 
@@ -129,7 +130,7 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Fas
     ModelError
         The model cannot be loaded.
     """
-    served = model or load_model(settings.model)
+    served = model or load_model(settings.model, backend=settings.backend)
     predictor, info = served.predictor, served.info
     metrics = Metrics()
     metrics.model_load.set(served.load_seconds)

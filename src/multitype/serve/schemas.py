@@ -42,6 +42,8 @@ class ModelInfo(BaseModel):
     name: str = Field(description="model_name (transformers) or model (baselines) from model.json, else the folder name.")
     version: str = Field(description="The first 12 hex digits of a sha256 over the model folder's files.")
     kind: str = Field(description="'transformer' or 'sklearn'.")
+    backend: str = Field("torch", description="What runs it: 'torch' (PyTorch or scikit-learn), 'onnx' or 'onnx-int8' "
+                                              "(ONNX Runtime).")
     labels: list[str] = Field(description="Class names, in score order.")
     score_kind: str = Field(description="'prob': probabilities; 'score': a softmax of a linear SVM's margins.")
     max_length: Optional[int] = Field(description="Tokens a text is cut to (transformers); null for baselines.")

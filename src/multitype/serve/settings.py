@@ -14,9 +14,9 @@ import os
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from multitype.errors import UserError
+from multitype.predictor import BACKENDS
 
 SETTINGS_ENV = "MULTITYPE_SERVE_SETTINGS"
-BACKENDS = ("torch",)
 
 
 class ServeSettings(BaseModel):
@@ -40,8 +40,9 @@ class ServeSettings(BaseModel):
         Most characters in one text (413 above); longer token sequences are truncated, not refused.
     max_body_bytes : int, default=1000000
         Largest request body (413 above).
-    backend : str, default="torch"
-        Only ``torch`` (PyTorch or scikit-learn, as the model is) exists so far.
+    backend : {"torch", "onnx", "onnx-int8"}, default="torch"
+        ``torch``: PyTorch or scikit-learn, as the model is; ``onnx`` / ``onnx-int8``: a transformer's
+        ``onnx/model.onnx`` / ``onnx/model.int8.onnx`` under ONNX Runtime (``multitype export onnx``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -73,10 +74,7 @@ class ServeSettings(BaseModel):
 
 
 def check_backend(backend: str) -> str:
-    """``backend`` if it can be served, else a :class:`UserError` saying what to use."""
-    if backend == "onnx":
-        raise UserError("--backend onnx: the ONNX export is not built yet ('multitype export onnx' does not exist "
-                        "so far); use --backend torch")
+    """``backend`` if it is one of :data:`~multitype.predictor.BACKENDS`, else a :class:`UserError` listing them."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of: {', '.join(BACKENDS)}; got {backend!r}")
     return backend
