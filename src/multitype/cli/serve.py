@@ -132,7 +132,8 @@ def _run(settings, model: str, host: str, port: int, workers: int, log_level: st
 
     served = load_model(settings.model, backend=settings.backend)  # a broken model stops here, before any port is bound
     info = served.info
-    console.print(f"serving {info.name} ({info.kind} on {info.backend}, version {info.version}, loaded in {served.load_seconds:.1f} s) "
+    on = "" if info.backend == "torch" else f" on {info.backend}"
+    console.print(f"serving {info.name} ({info.kind}{on}, version {info.version}, loaded in {served.load_seconds:.1f} s) "
                   f"from {model} on http://{host}:{port} with {workers} worker{'s' * (workers > 1)}; "
                   f"micro-batches of up to {settings.max_batch_size} texts, {settings.max_wait_ms:g} ms wait")
     common = dict(host=host, port=port, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=30)
