@@ -10,6 +10,7 @@ done by an ``onnxruntime.InferenceSession`` instead of PyTorch. Reached through
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ class OnnxPredictor(TransformerPredictor):
     quantized : bool, default=False
         Run the int8 model (dynamic quantisation) instead of the float32 one.
     threads : int, optional
-        ONNX Runtime's intra-op threads (default: its own, one per physical core).
+        ONNX Runtime's intra-op threads (default: the CPUs this process may run on).
 
     Raises
     ------
@@ -58,8 +59,10 @@ class OnnxPredictor(TransformerPredictor):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: the graph optimizer's notices are not for users
-        if self._threads:
-            options.intra_op_num_threads = self._threads
+        options.intra_op_num_threads = self._threads or _usable_cpus()
+        # no busy-waiting between operators: the server's event loop (and, on a small machine, whatever else
+        # runs) shares these cores; on 2 busy cores a batch of 8 x 128 tokens took 75 ms instead of 120 ms
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.onnx_file), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
@@ -72,3 +75,10 @@ class OnnxPredictor(TransformerPredictor):
         batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
         logits = self.session.run(None, {name: batch[name].astype(np.int64) for name in self.input_names})[0]
         return softmax(logits.astype(np.float32))
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS has one, as on Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
