@@ -178,7 +178,7 @@ def test_export_that_disagrees_publishes_nothing(minilm_project: Baseline, tmp_p
                               "--config-dir", minilm_project.configs), code=1)
     assert err == (f"onnx agrees with PyTorch on 100.0% of 4 texts (at least 101.0% needed; max probability "
                    f"difference {err.split('difference ')[1].split(')')[0]}); nothing was written to {folder}/onnx")
-    assert not (folder / "onnx").exists()
+    assert not (folder / "onnx").exists() and not (tmp_path / "root" / "runs").exists()
 
     monkeypatch.undo()
     res = cli("export", "onnx", "--model", folder, "--input", labelled, "--root", tmp_path / "root",
@@ -186,6 +186,11 @@ def test_export_that_disagrees_publishes_nothing(minilm_project: Baseline, tmp_p
     assert res.exit_code == 0, res.stderr
     report = json.loads((folder / "onnx" / "agreement.json").read_text())
     assert report["check_set"] == str(labelled) and report["texts"] == 4 and "onnx-int8" not in report
+    [manifest] = [json.loads(m.read_text()) for m in (tmp_path / "root" / "runs").glob("*/manifest.json")]
+    assert manifest["command"] == "export" and manifest["export_onnx"]["files"] == [
+        "onnx/model.onnx", "onnx/agreement.json"]
+    assert set(manifest["outputs"]) == {f"{folder}/onnx/{name}" for name in ("model.onnx", "agreement.json")}
+    assert list(manifest["inputs"]) == [f"check set {labelled}"]
 
 
 @pytest.mark.slow

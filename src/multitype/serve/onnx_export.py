@@ -28,6 +28,7 @@ from typing import Any
 
 from multitype import layout
 from multitype.errors import DataError, ModelError, UserError
+from multitype.manifest import folder_hashes, write_manifest
 from multitype.project import Place, Project
 from multitype.storage import Storage, check_key, is_remote
 
@@ -154,8 +155,9 @@ def _check_exportable(place: Place, model: str, force: bool) -> None:
         raise ModelError(f"{model} already has {layout.onnx_model()}; pass --force to export it again")
 
 
-def check_set(project: Project, input: str | None, num_labels: int) -> tuple[list[str], list[str], str]:
-    """The texts and true labels of the check (``input``, else the root's test split) and where they came from."""
+def check_set(project: Project, input: str | None, num_labels: int) -> tuple[list[str], list[str], str, str]:
+    """The texts and true labels of the check (``input``, else the root's test split), where they came from,
+    and the file's sha256."""
     from multitype.data.sources import read_input
 
     cfg = project.configs
@@ -172,7 +174,7 @@ def check_set(project: Project, input: str | None, num_labels: int) -> tuple[lis
                      profile=cfg.project.aws.profile, encoding=cfg.data.encoding)
     if not raw.records:
         raise DataError(f"{location} holds no texts to check the export on")
-    return [r["text"] for r in raw.records], [r["label"] for r in raw.records], location
+    return [r["text"] for r in raw.records], [r["label"] for r in raw.records], location, raw.sha256
 
 
 def export_onnx(project: Project, model: str, quantize: str | None = None, input: str | None = None,
@@ -213,7 +215,7 @@ def export_onnx(project: Project, model: str, quantize: str | None = None, input
     _check_exportable(place, model, force)
     config = json.loads(place.storage.read_text(place.join("config.json")))
     num_labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
-    texts, truth, source = check_set(project, input, num_labels)
+    texts, truth, source, sha256 = check_set(project, input, num_labels)
 
     backends = ["onnx", "onnx-int8"] if quantize else ["onnx"]
     with place.storage.local_dir(place.key) as folder, tempfile.TemporaryDirectory(prefix="multitype-onnx-") as tmp:
@@ -240,8 +242,12 @@ def export_onnx(project: Project, model: str, quantize: str | None = None, input
                 f"(at least {MIN_AGREEMENT:.1%} needed; max probability difference "
                 f"{report[worst]['max_prob_diff']:.3g}); nothing was written to {place.url(layout.ONNX_DIR)}")
         (staging / layout.ONNX_AGREEMENT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        hashes = folder_hashes(staging / layout.ONNX_DIR, place.url(layout.ONNX_DIR))
         place.storage.put_dir(staging / layout.ONNX_DIR, place.join(layout.ONNX_DIR))
     files = [layout.onnx_model(b == "onnx-int8") for b in backends] + [layout.ONNX_AGREEMENT]
+    write_manifest(project, external_inputs={f"check set {source}": sha256}, output_hashes=hashes,
+                   extra={"export_onnx": {"model": model, "quantize": quantize, "files": files,
+                                          "agreement": {k: v for k, v in report.items() if k != "versions"}}})
     return ExportResult(place.url(), files, report)
 
 
