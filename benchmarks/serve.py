@@ -7,7 +7,7 @@ Not a test. In one run, on the same machine and the same model:
    epoch; or ``--model PATH`` with ``--root`` for its test split), then
    ``multitype export onnx --quantize int8``, whose agreement check gives the test
    accuracy of PyTorch, ONNX and ONNX int8 on the whole BBC test split;
-2. three servers, one after the other, each on a free 127.0.0.1 port:
+2. three servers, each on a free 127.0.0.1 port:
 
    ``naive`` (the named baseline)
        a FastAPI app whose ``POST /predict`` calls ``transformers.pipeline("text-classification")``
@@ -20,6 +20,9 @@ Not a test. In one run, on the same machine and the same model:
 
 3. for each server, a bounded load per concurrency (1, 8, 32): a fixed number of
    single-text requests (BBC test articles) from one asyncio client, after a warm-up.
+   The three servers run side by side and the cases are interleaved (every server at
+   concurrency 1, then at 8, then at 32), so a change in the machine's load during the
+   run falls on all of them; the 1-minute load average is recorded after each case.
 
 Reported per server and concurrency: requests/s, p50/p95/p99 latency, and the ratio of
 requests/s to ``naive`` at the same concurrency; the targets (2 CPU cores): ``onnx_int8``
@@ -30,6 +33,7 @@ share the CPUs. Results: ``benchmarks/results/serve.json``.
 Usage::
 
     .venv/bin/python benchmarks/serve.py            # ~5 min on 2 cores (training ~2 min of it)
+    .venv/bin/python benchmarks/serve.py --work /tmp/serve-bench   # keeps the model; a rerun skips training
     .venv/bin/python benchmarks/serve.py --model models/final/minilm --root .
 """
 
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata as md
 import json
 import os
@@ -103,24 +108,28 @@ def start_naive(model: Path, log: Path) -> tuple:
     return launch(command, port, log, {"NAIVE_MODEL": str(model), "NAIVE_MAX_LENGTH": str(MAX_LENGTH)})
 
 
-def measure(proc_url: tuple, texts: list[str], warmup: list[str]) -> dict[str, dict]:
-    proc, url = proc_url
-    out: dict[str, dict] = {}
-    try:
+def measure(urls: dict[str, str], texts: list[str], warmup: list[str]) -> dict[str, dict[str, dict]]:
+    """Each server at each concurrency, interleaved (c=1 for all, then c=8, ...): a drift in the machine's
+    load during the run falls on every server alike."""
+    runs: dict[str, dict[str, dict]] = {name: {} for name in urls}
+    for url in urls.values():
         asyncio.run(load(url, warmup, 8))
-        for concurrency in CONCURRENCY:
+    for concurrency in CONCURRENCY:
+        for name, url in urls.items():
             latencies, wall, errors = asyncio.run(load(url, texts[:REQUESTS[concurrency]], concurrency))
-            out[str(concurrency)] = summary(latencies, wall, errors)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    return out
+            r = runs[name][str(concurrency)] = {**summary(latencies, wall, errors),
+                                                "load_avg_1m": round(os.getloadavg()[0], 2)}
+            print(f"{name:>10} c={concurrency:>2}: {r['requests_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
+                  f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  load {r['load_avg_1m']}", flush=True)
+    return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a transformer model folder (default: MiniLM fine-tuned here)")
     parser.add_argument("--root", help="with --model: the root whose test split the ONNX check uses")
+    parser.add_argument("--work", help="keep the trained model (and server logs) in this folder and reuse it on the "
+                                       "next run (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 8/16/32 requests (figures not meaningful)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve.json"))
     args = parser.parse_args()
@@ -130,12 +139,15 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
 
-    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
-        base = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        base = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serve-bench-")))
+        base.mkdir(parents=True, exist_ok=True)
         if args.model:
             model = Path(args.model).resolve()
             root = Path(args.root or ".").resolve()
             configs = root / "configs"
+        elif (base / "root" / "models" / "final" / "minilm").is_dir():
+            root, configs, model = base / "root", base / "configs", base / "root" / "models" / "final" / "minilm"
         else:
             root, configs, model = train(base)
         train_s = time.perf_counter() - started
@@ -153,15 +165,20 @@ def main() -> None:
             texts += texts
         warmup = texts[-16:]
 
-        runs: dict[str, dict] = {}
+        # all three stay up (idle ones cost no CPU) so that the cases can be interleaved
         servers = {"naive": lambda: start_naive(model, base / "naive.log"),
                    "torch": lambda: start(model, [], base / "torch.log"),
                    "onnx_int8": lambda: start(model, ["--backend", "onnx-int8"], base / "onnx_int8.log")}
-        for name, begin in servers.items():
-            runs[name] = measure(begin(), texts, warmup)
-            for c, r in runs[name].items():
-                print(f"{name:>10} c={c:>2}: {r['requests_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
-                      f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}", flush=True)
+        procs = {}
+        try:
+            for name, begin in servers.items():
+                procs[name] = begin()
+            runs = measure({name: url for name, (_, url) in procs.items()}, texts, warmup)
+        finally:
+            for proc, _ in procs.values():
+                proc.send_signal(signal.SIGTERM)
+            for proc, _ in procs.values():
+                proc.wait(timeout=60)
 
     for name in ("torch", "onnx_int8"):
         for c, r in runs[name].items():

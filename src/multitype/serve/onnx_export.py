@@ -73,7 +73,7 @@ def export_transformer(folder: Path, dest: Path, opset: int = OPSET) -> Path:
     if unknown:
         raise ModelError(f"{folder}: the tokenizer's inputs {unknown} are not supported by the ONNX export "
                          f"(it takes {', '.join(INPUT_NAMES)})")
-    # two texts of different lengths: neither axis is traced as a constant (torch.export specialises sizes 0 and 1)
+    # two padded texts: torch.export treats an axis of size 0 or 1 as a constant, so the sample has neither
     sample = tokenizer(["An example sentence to trace the model with.", "A shorter one."], padding=True,
                        return_tensors="pt")
     names = [name for name in INPUT_NAMES if name in sample]
