@@ -53,7 +53,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest import REPO, cpu_facts, free_port, launch, load, start, summary
+import httpx
+
+from loadtest import REPO, cpu_facts, free_port, launch, load, metric_sum, start, summary
 
 CONCURRENCY = (1, 8, 32)
 REQUESTS = {1: 40, 8: 120, 32: 192}
@@ -116,12 +118,24 @@ def measure(urls: dict[str, str], texts: list[str], warmup: list[str]) -> dict[s
         asyncio.run(load(url, warmup, 8))
     for concurrency in CONCURRENCY:
         for name, url in urls.items():
+            before = _model_calls(url) if name != "naive" else None
             latencies, wall, errors = asyncio.run(load(url, texts[:REQUESTS[concurrency]], concurrency))
             r = runs[name][str(concurrency)] = {**summary(latencies, wall, errors),
                                                 "load_avg_1m": round(os.getloadavg()[0], 2)}
+            if before is not None:  # from /metrics: how the requests were batched, and the model's share
+                calls, texts_done, seconds = (a - b for a, b in zip(_model_calls(url), before))
+                r.update(model_calls=int(calls), mean_texts_per_call=round(texts_done / calls, 2),
+                         mean_call_ms=round(seconds / calls * 1000, 1))
             print(f"{name:>10} c={concurrency:>2}: {r['requests_per_s']:7.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
                   f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  load {r['load_avg_1m']}", flush=True)
     return runs
+
+
+def _model_calls(url: str) -> tuple[float, float, float]:
+    """(model calls, texts, seconds in model calls) so far, from a multitype server's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return (metric_sum(text, "multitype_batch_size_count"), metric_sum(text, "multitype_batch_size_sum"),
+            metric_sum(text, "multitype_batch_duration_seconds_sum"))
 
 
 def main() -> None:

@@ -59,6 +59,8 @@ def minilm_dir() -> Path:
 @pytest.fixture(scope="session")
 def minilm_project(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
     """A root with MiniLM fine-tuned for a few steps (``models/final/minilm``) and its test split."""
+    import torch
+
     from multitype.cli import main
 
     base = tmp_path_factory.mktemp("serve-minilm")
@@ -67,9 +69,16 @@ def minilm_project(tmp_path_factory: pytest.TempPathFactory) -> Baseline:
     root = base / "root"
     common = ["--root", str(root), "--config-dir", str(configs)]
     assert main(["prepare", "--input", str(subset), *common]) == 0
-    # a high learning rate so that 8 steps give confident predictions: ONNX int8 must agree on the labels
-    assert main(["train", "transformer", "--model-name", "minilm", "--max-length", "64", "--num-epochs", "1",
-                 "--batch-size", "16", "--learning-rate", "6e-4", "--resume", "never", *common]) == 0
+    # a high learning rate so that 8 steps give confident predictions: ONNX int8 must agree on the labels.
+    # One torch thread, as in tests/transformer: on 2 cores shared with other work, two threads spin-wait
+    # on each other and take several times as long
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", "transformer", "--model-name", "minilm", "--max-length", "64", "--num-epochs", "1",
+                     "--batch-size", "16", "--learning-rate", "6e-4", "--resume", "never", *common]) == 0
+    finally:
+        torch.set_num_threads(before)
     return Baseline(root, configs, root / "models" / "final" / "minilm")
 
 
