@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -83,6 +84,12 @@ def serve(
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
     """Serve a model over HTTP: /predict, /health, /metrics, and SageMaker's /ping and /invocations."""
+    # before torch loads (its OpenMP runtime reads this once): OpenMP threads that busy-wait between
+    # operators fight the event loop, and anything else on the machine, for the cores. On 2 cores at
+    # load 9 a one-text MiniLM call took 570-1000 ms with the default and 50-65 ms with PASSIVE
+    # (benchmarks/README.md); a value the user set wins, and a process that already loaded torch is left alone
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pydantic import ValidationError
 
     from multitype.serve.settings import ServeSettings, check_backend
