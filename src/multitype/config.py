@@ -90,11 +90,20 @@ class AwsConfig(_Strict):
     ec2: Ec2Config = Field(default_factory=Ec2Config)
 
 
+class ReportConfig(_Strict):
+    """How the report weighs test scores (``multitype.stats``)."""
+
+    alpha: Float = Field(0.05, gt=0, lt=0.5)         # significance level of the paired tests against the best model
+    confidence: Float = Field(0.95, ge=0.5, lt=1)    # of the bootstrap intervals on each test metric
+    resamples: Int = Field(1000, ge=1000, le=100_000)  # bootstrap resamples (seeded with `seed`)
+
+
 class ProjectConfig(_Strict):
     name: str = "nlp-multitype"
     seed: Seed = 42
     storage: StorageConfig = Field(default_factory=StorageConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
 
 # --- data_config.yaml ---------------------------------------------------------
