@@ -128,3 +128,15 @@ def test_ece_by_hand() -> None:
     assert bins["accuracy"][9] == 0.5 and bins["confidence"][6] == pytest.approx(0.6) and bins["accuracy"][0] is None
     assert reliability([[1.0, 0.0]], [0])["count"][9] == 1  # confidence 1 falls into the last bin
     assert reliability([[1.0, 0.0], [0.0, 1.0]], [0, 1])["ece"] == 0.0
+
+
+def test_models_on_other_texts_or_labels_are_not_compared() -> None:
+    y = [0] * 20 + [1] * 20
+    other_texts = _record("elsewhere", y, y)
+    other_texts["predictions"]["texts_sha256"] = "0" * 64
+    relabelled = _record("relabelled", y, y)
+    relabelled["labels"] = ["b", "a"]
+    analysis = analyse([_record("x", y, y), other_texts, relabelled], ReportConfig(), seed=0)
+    assert analysis.not_compared == {"elsewhere": "scored on other test texts than the best model",
+                                     "relabelled": "other class labels than the best model"}
+    assert not analysis.single_best and not analysis.comparisons

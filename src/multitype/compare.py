@@ -66,6 +66,8 @@ def _why_not(best: dict[str, Any], other: dict[str, Any]) -> str | None:
                     f"{schema_version(record)}; retrain it to compare)")
     if predictions(best)["texts_sha256"] != predictions(other)["texts_sha256"]:
         return "scored on other test texts than the best model"
+    if best.get("labels") != other.get("labels"):
+        return "other class labels than the best model"
     return None
 
 

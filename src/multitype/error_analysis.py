@@ -85,7 +85,7 @@ def missed_by_all(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Returns an empty list when fewer than two records have predictions on the same texts.
     """
     usable = [r for r in records if predictions(r) is not None]
-    if len(usable) < 2 or len({predictions(r)["texts_sha256"] for r in usable}) != 1:
+    if len(usable) < 2 or len({(predictions(r)["texts_sha256"], tuple(r["labels"])) for r in usable}) != 1:
         return []
     first = predictions(usable[0])
     wrong = set(range(first["num_samples"]))
