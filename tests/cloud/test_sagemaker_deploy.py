@@ -35,6 +35,14 @@ GPU_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.
 TAGS = [{"Key": "multitype:project", "Value": "bbc-news"}, {"Key": "multitype:task", "Value": "endpoint"}]
 
 
+def queue_invoke_answer(moto_url: str, body: str) -> None:
+    """Moto's InvokeEndpoint answers the next new request with this body (its moto-api queue)."""
+    data = json.dumps({"results": [{"Body": body, "ContentType": "application/json"}]}).encode()
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto_url}/moto-api/static/sagemaker/endpoint-results", data=data, method="POST",
+        headers={"Content-Type": "application/json"}), timeout=10).read()
+
+
 class Env:
     def __init__(self, s3_server: Any, moto: Any, tmp_path: Path, **project: Any) -> None:
         self.s3, self.moto = s3_server, moto
@@ -62,11 +70,7 @@ class Env:
         return self.s3.list_keys(self.bucket)
 
     def queue_answer(self, body: str) -> None:
-        """Moto's InvokeEndpoint answers with the next queued result."""
-        data = json.dumps({"results": [{"Body": body, "ContentType": "application/json"}]}).encode()
-        urllib.request.urlopen(urllib.request.Request(
-            f"{self.moto.endpoint_url}/moto-api/static/sagemaker/endpoint-results", data=data, method="POST",
-            headers={"Content-Type": "application/json"}), timeout=10).read()
+        queue_invoke_answer(self.moto.endpoint_url, body)
 
 
 @pytest.fixture
