@@ -23,7 +23,7 @@ import pytest
 
 from multitype import layout
 from multitype.cloud import aws
-from multitype.cloud.sagemaker import inference as package_handler
+from multitype.serve import inference as package_handler
 from multitype.config import AwsConfig
 from multitype.storage import Storage
 from tests.cloud.jobs_helpers import create_job
@@ -202,8 +202,9 @@ def test_serverless_transformer_from_s3_and_a_taken_name(env: Env, cli, tiny_tra
     Storage(env.remote).put_dir(tiny_transformer, layout.final_model("tiny-bert"))
     source = f"{env.remote}/models/final/tiny-bert"
     args = env.args("deploy", source, "--serverless", "--memory-mb", "2048", "--endpoint-name", "multitype-news")
-    res = cli(*args)
+    res = cli(*args, "--wait", "--poll-seconds", "0")
     assert res.exit_code == 0, res.stderr
+    assert "[multitype-news] InService" in res.stderr.splitlines()
     created = env.creates()
     name = created["CreateModel"]["ModelName"]
     url = f"{env.remote}/models/deploy/{name}/model.tar.gz"
@@ -222,6 +223,23 @@ def test_serverless_transformer_from_s3_and_a_taken_name(env: Env, cli, tiny_tra
 
     res = cli(*env.args("endpoints", "--json"))
     assert res.exit_code == 0 and [r["endpoint"] for r in json.loads(res.stdout)] == ["multitype-news"]
+
+
+def test_wait_names_a_failed_endpoint(env: Env, cli, baseline) -> None:  # noqa: F811
+    from tests.cloud.jobs_helpers import hook
+
+    def failed(parsed: dict[str, Any], **_: Any) -> None:
+        if "EndpointStatus" in parsed:  # moto's endpoints are InService at once: this one failed to start
+            parsed.update({"EndpointStatus": "Failed", "FailureReason": "The primary container for production "
+                           "variant AllTraffic did not pass the ping health check."})
+
+    with hook("sagemaker", "after-call.sagemaker.DescribeEndpoint", failed):
+        res = cli(*env.args("deploy", str(baseline.folder), "--wait", "--poll-seconds", "0"))
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines()[-1] == (
+        "error: endpoint multitype-logreg is Failed: The primary container for production variant AllTraffic did "
+        "not pass the ping health check; see its CloudWatch logs (/aws/sagemaker/Endpoints/multitype-logreg), then "
+        "'multitype sagemaker undeploy multitype-logreg'")
 
 
 def test_dry_run_gpu_instance(env: Env, cli, baseline) -> None:  # noqa: F811

@@ -434,7 +434,8 @@ def wait(aws: AwsConfig, endpoint: str, poll_seconds: float = 30.0, max_seconds:
         if status == "InService":
             return desc
         if status in ENDPOINT_DONE:
-            raise AwsError(f"endpoint {endpoint} is {status}: {desc.get('FailureReason') or 'no reason given'}; "
+            reason = str(desc.get("FailureReason") or "no reason given").rstrip(". ")
+            raise AwsError(f"endpoint {endpoint} is {status}: {reason}; "
                            f"see its CloudWatch logs (/aws/sagemaker/Endpoints/{endpoint}), then "
                            f"'multitype sagemaker undeploy {endpoint}'")
         remaining = deadline - time.monotonic()

@@ -5,7 +5,7 @@ As the SageMaker Python SDK's ``PyTorchModel`` repacks a model with its
 
     config.json  model.safetensors  tokenizer.json ...   the model folder's files, at the top
     (or model.json + model.skops for a baseline)
-    code/inference.py        multitype.cloud.sagemaker.inference (model_fn/input_fn/predict_fn/output_fn)
+    code/inference.py        multitype/serve/inference.py (model_fn/input_fn/predict_fn/output_fn)
     code/requirements.txt    what multitype needs, pinned to the versions in use, never a second torch
     code/src/multitype/...   the package (multitype.cloud.bundle.code_files), put on sys.path by inference.py
     code/bundle.json         which commit it is
@@ -45,6 +45,13 @@ class ModelArchive:
     size: int
     sha256: str
     members: tuple[str, ...]
+
+
+def handler_source() -> str:
+    """The text of ``multitype/serve/inference.py``, read as a file (the serving layer is not imported here)."""
+    from importlib.resources import files
+
+    return files("multitype.serve").joinpath(PROGRAM).read_text(encoding="utf-8")
 
 
 def requirements(torch_version: str | None) -> str:
@@ -108,7 +115,6 @@ def build_model_archive(model_dir: str | os.PathLike[str], dest: str | os.PathLi
     ModelError
         ``model_dir`` is not a model folder.
     """
-    from multitype.cloud.sagemaker import inference
     from multitype.storage import Storage
 
     model_dir = Path(model_dir)
@@ -116,7 +122,7 @@ def build_model_archive(model_dir: str | os.PathLike[str], dest: str | os.PathLi
     code = {key: path for key, path in bundle.code_files(local).items()
             if key.startswith(f"{layout.CODE}/src/") or key == f"{layout.CODE}/{bundle.BUNDLE_FILE}"}
     staging = Storage(str(local))
-    generated = {PROGRAM: Path(inference.__file__).read_text(encoding="utf-8"),
+    generated = {PROGRAM: handler_source(),
                  REQUIREMENTS: requirements(torch_version)}
     for name, text in generated.items():
         key = f".multitype/deploy/{name}"

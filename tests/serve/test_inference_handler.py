@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 
 from multitype import load_predictor
-from multitype.cloud.sagemaker import inference as package_handler
+from multitype.serve import inference as package_handler
 from multitype.cloud.sagemaker.collect import safe_unpack
 from multitype.cloud.sagemaker.modelpack import build_model_archive
 from multitype.serve.schemas import ApiError
-from tests.serve.conftest import LABELS, TEXTS, baseline, tiny_transformer  # noqa: F401 - session fixtures
+from tests.serve.conftest import LABELS, TEXTS
 
 
 
@@ -97,7 +97,7 @@ def test_handler_from_the_archive_answers_like_load_predictor(kind: str, request
     assert list(table[0]) == ["predicted_label", *(f"{kind_prefix}_{c}" for c in LABELS), "truncated"]
 
 
-def test_bad_requests_are_refused_with_the_servers_status(baseline, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_requests_are_refused_with_the_servers_status(baseline, tmp_path: Path) -> None:
     folder = _unpacked(baseline.folder, tmp_path)
     handler = _handler(folder)
     model = handler.model_fn(str(folder))
@@ -119,7 +119,7 @@ def test_bad_requests_are_refused_with_the_servers_status(baseline, tmp_path: Pa
         assert caught.value.status == status and message in caught.value.message
 
 
-def test_toolkit_error_carries_the_status(baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_toolkit_error_carries_the_status(baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside the image, the inference toolkit's error type carries our status (its handler answers with it)."""
     class GenericInferenceToolkitError(Exception):  # the toolkit's signature: (status_code, message, phrase)
         def __init__(self, status_code: int, message: str | None = None, phrase: str | None = None) -> None:
@@ -135,7 +135,7 @@ def test_toolkit_error_carries_the_status(baseline, tmp_path: Path, monkeypatch:
     assert caught.value.status_code == 400 and caught.value.message.startswith("malformed JSON")
 
 
-def test_handler_imports_the_package_from_the_archive(baseline, tmp_path: Path) -> None:  # noqa: F811
+def test_handler_imports_the_package_from_the_archive(baseline, tmp_path: Path) -> None:
     """A fresh Python (no PYTHONPATH to this checkout) runs the unpacked handler: multitype comes from code/src."""
     folder = _unpacked(baseline.folder, tmp_path)
     script = (

@@ -10,7 +10,7 @@ and calls, per request::
     prediction = predict_fn(data, model)               # -> PredictResponse
     body, content_type = output_fn(prediction, accept)
 
-The requirements install what multitype needs (never torch: the image has it);
+The requirements install what multitype needs (torch only as a pin to the image's own);
 the package itself travels beside this file in ``code/src/`` (as in the
 training sourcedir), which is put first on ``sys.path`` below. Parsing and the
 limits are those of ``multitype serve``'s ``/invocations``
