@@ -4,9 +4,12 @@ The ``model.tar.gz`` is built by ``sagemaker deploy``'s own packer from a real
 model folder (the serving tests' baseline and tiny BERT), unpacked, and the
 ``code/inference.py`` found in it is imported from there: ``model_fn`` on the
 unpacked folder, then ``input_fn``/``predict_fn``/``output_fn`` on JSON and CSV
-bodies. The answers must equal ``load_predictor`` on the original folder. One
-test runs the handler in a fresh Python process to show that the package is
-imported from the archive's ``code/src`` (what the image has), not from here.
+bodies. The answers must equal ``load_predictor`` on the original folder. The
+SageMaker inference toolkit itself (``sagemaker-inference``, what the stock image
+runs under TorchServe) then imports the handler by ``SAGEMAKER_PROGRAM`` and
+serves requests through it. One test runs the handler in a fresh Python process
+to show that the package is imported from the archive's ``code/src`` (what the
+image has), not from here.
 """
 
 from __future__ import annotations
@@ -119,20 +122,68 @@ def test_bad_requests_are_refused_with_the_servers_status(baseline, tmp_path: Pa
         assert caught.value.status == status and message in caught.value.message
 
 
-def test_toolkit_error_carries_the_status(baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inside the image, the inference toolkit's error type carries our status (its handler answers with it)."""
-    class GenericInferenceToolkitError(Exception):  # the toolkit's signature: (status_code, message, phrase)
-        def __init__(self, status_code: int, message: str | None = None, phrase: str | None = None) -> None:
-            super().__init__(status_code, message, phrase)
-            self.status_code, self.message, self.phrase = status_code, message, phrase
+class _Request:
+    """What the toolkit reads of a request (the model server's request processor)."""
 
-    errors = types.ModuleType("sagemaker_inference.errors")
-    errors.GenericInferenceToolkitError = GenericInferenceToolkitError  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sagemaker_inference", types.ModuleType("sagemaker_inference"))
-    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
-    with pytest.raises(GenericInferenceToolkitError) as caught:
-        package_handler.input_fn(b"{", "application/json")
-    assert caught.value.status_code == 400 and caught.value.message.startswith("malformed JSON")
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self.headers
+
+
+class _Context:
+    """The model server's context as the toolkit uses it: the model folder in, status and content type out."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.system_properties = {"model_dir": str(model_dir)}
+        self.request_processor = [_Request()]
+        self.status: tuple[int, str] | None = None
+        self.content_type: str | None = None
+
+    def set_response_content_type(self, index: int, value: str) -> None:
+        self.content_type = value
+
+    def set_response_status(self, code: int, phrase: str) -> None:
+        self.status = (code, phrase)
+
+    def call(self, transformer: object, body: bytes, headers: dict[str, str]) -> str:
+        self.request_processor[0].headers = headers
+        self.status = self.content_type = None
+        [answer] = transformer.transform([{"body": body}], self)  # type: ignore[attr-defined]
+        return answer
+
+
+def test_the_inference_toolkit_runs_the_handler(baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SageMaker inference toolkit (sagemaker-inference, what the stock image runs) imports code/inference.py
+    by SAGEMAKER_PROGRAM from the code folder on its path and calls it; refusals keep serve's status."""
+    from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
+    from sagemaker_inference.transformer import Transformer
+
+    folder = _unpacked(baseline.folder, tmp_path)
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "inference.py")  # as CreateModel's Environment sets it
+    monkeypatch.syspath_prepend(str(folder / "code"))         # the toolkit puts the code folder on PYTHONPATH
+    assert "inference" not in sys.modules
+    try:
+        transformer = Transformer(default_inference_handler=DefaultInferenceHandler())
+        context = _Context(folder)
+        labels = load_predictor(baseline.folder).predict(TEXTS)[0]
+        answer = context.call(transformer, json.dumps({"texts": TEXTS}).encode(), {"Content-Type": "application/json"})
+        assert context.status is None and context.content_type == "application/json"
+        assert json.loads(answer)["labels"] == labels
+        assert sys.modules["inference"].__file__ == str(folder / "code" / "inference.py")
+        text = context.call(transformer, "\n".join(TEXTS[:2]).encode(), {"content-type": "text/csv",
+                                                                          "Accept": "text/csv"})
+        assert context.content_type == "text/csv"
+        assert [row["predicted_label"] for row in csv.DictReader(io.StringIO(text))] == labels[:2]
+        for body, headers, status in ((b'{"texts": [', {"Content-Type": "application/json"}, 400),
+                                      (b"x", {"Content-Type": "application/x-npy"}, 415),
+                                      (json.dumps({"texts": ["a"] * 257}).encode(),
+                                       {"Content-Type": "application/json; charset=utf-8"}, 413)):
+            context.call(transformer, body, headers)
+            assert context.status is not None and context.status[0] == status, (body[:20], context.status)
+    finally:
+        sys.modules.pop("inference", None)
 
 
 def test_handler_imports_the_package_from_the_archive(baseline, tmp_path: Path) -> None:
