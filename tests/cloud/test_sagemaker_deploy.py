@@ -249,6 +249,13 @@ def test_dry_run_gpu_instance(env: Env, cli, baseline) -> None:  # noqa: F811
     requests = json.loads(res.stdout)
     assert requests["CreateModel"]["PrimaryContainer"]["Image"] == GPU_IMAGE
     assert requests["CreateEndpointConfig"]["ProductionVariants"][0]["InitialInstanceCount"] == 2
+    mine = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:latest"  # a custom image: taken, torch unknown
+    res = cli(*env.args("deploy", str(baseline.folder), "--image-uri", mine, "--dry-run"))
+    assert res.exit_code == 0 and json.loads(res.stdout)["CreateModel"]["PrimaryContainer"]["Image"] == mine
+    assert f"warning: cannot tell the torch version of the image {mine}" in res.stderr
+    old = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:1.13.1-cpu-py39"
+    res = cli(*env.args("deploy", str(baseline.folder), "--image-uri", old, "--dry-run"))
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: the image {old} has torch 1.13.1, outside")
     assert env.sent == [] and env.keys() == [] and env.resources() == {"models": [], "configs": [], "endpoints": []}
 
 

@@ -359,9 +359,6 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
     role = execution_role(opts.role, aws.sagemaker_role)
     root = remote_root(project, opts.remote, "the endpoint's model")
     image = inference_image(aws.region, instance_type, opts.image_uri)
-    if image.torch_version is None:
-        echo(f"warning: cannot tell the torch version of the image {image.uri}; code/requirements.txt does not pin "
-             "torch, so make sure the image has one in multitype's range")
     with model_source(project, opts.source, aws) as (folder, slug, origin):
         from multitype.cloud.sagemaker.modelpack import model_files
 
@@ -375,6 +372,9 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
                                   tags=_tags(project, slug), instance_type=instance_type,
                                   instance_count=opts.instance_count, memory_mb=memory, max_concurrency=concurrency)
         validate_requests(requests, root)
+        if image.torch_version is None:
+            echo(f"warning: cannot tell the torch version of the image {image.uri}; code/requirements.txt does not "
+                 "pin torch, so make sure the image has one in multitype's range")
         result = Deployed(endpoint, version, version, url, origin, requests)
         if opts.dry_run:
             result.seconds = time.perf_counter() - start
