@@ -224,6 +224,8 @@ def test_serverless_transformer_from_s3_and_a_taken_name(env: Env, cli, tiny_tra
 
     res = cli(*env.args("endpoints", "--json"))
     assert res.exit_code == 0 and [r["endpoint"] for r in json.loads(res.stdout)] == ["multitype-news"]
+    res = cli(*env.args("endpoints"))
+    assert res.exit_code == 0 and "multitype-news" in res.stdout and "InService" in res.stdout
 
 
 def test_wait_names_a_failed_endpoint(env: Env, cli, baseline) -> None:  # noqa: F811
@@ -377,6 +379,8 @@ def test_invoke_errors(env: Env, cli, tmp_path: Path) -> None:
         "error: nothing to classify: pass --text TEXT (repeatable) or --file FILE (one text per line)")
     res = cli(*env.args("invoke", "prod-news", "--text", "a"))
     assert res.exit_code == 2 and "must start with 'multitype-'" in res.stderr
+    res = cli(*env.args("invoke", "multitype-news", "--file", tmp_path / "missing.txt"))
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: --file {tmp_path / 'missing.txt'}: cannot read it")
     texts = tmp_path / "texts.txt"
     texts.write_text("first text\n\nsecond text\n", encoding="utf-8")
     env.queue_answer("<html>not json</html>")
