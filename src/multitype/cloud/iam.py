@@ -115,8 +115,6 @@ REASONS: dict[str, str] = {
     "ec2:CancelSpotInstanceRequests": "ec2 terminate cancels a persistent spot request, which would start a "
                                       "replacement instance otherwise (branch e-ec2; the instance's own cancel is "
                                       "recorded)",
-    "ec2:DescribeImages": "ec2 launch looks up the newest Deep Learning AMI (branch e-ec2)",
-    "ec2:DescribeInstanceTypes": "ec2 launch checks the instance type (branch e-ec2)",
     "iam:CreateServiceLinkedRole": "the first Auto Scaling group of an account creates AWSServiceRoleForAutoScaling "
                                    "(moto has it already, so no offline flow asks)",
 }
