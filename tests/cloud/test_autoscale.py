@@ -284,3 +284,7 @@ def test_project_yaml_defaults_and_on_demand_only(fleet: Fleet) -> None:
     policy = next(s["request"] for s in planned if s["operation"] == "PutScalingPolicy")
     assert policy["TargetTrackingConfiguration"]["TargetValue"] == 70.0
     assert not any(s["operation"] == "PutScheduledUpdateGroupAction" for s in planned)
+    shown = fleet.run("plan", "--user-data")  # the script the template carries, readable
+    assert shown.exit_code == 0
+    assert shown.stdout == base64.b64decode(data["UserData"]).decode()
+    assert f"MODEL=s3://{fleet.bucket}/proj/models/final/logreg\n" in shown.stdout
