@@ -13,15 +13,15 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# CPU torch from PyTorch's CPU wheel index first (no CUDA libraries); `pip install .` keeps it, since the
-# +cpu build satisfies the package's torch requirement
+# CPU torch from PyTorch's CPU wheel index first (no CUDA libraries), then named again with the package
+# (as the Makefile does) so pip's resolver keeps that wheel instead of fetching a CUDA build
 ARG TORCH_VERSION=2.13.0
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && rm -rf /app/src
+RUN pip install . "torch==${TORCH_VERSION}" && rm -rf /app/src
 
 RUN useradd --system --uid 10001 --create-home --home-dir /home/multitype multitype
 USER 10001:10001

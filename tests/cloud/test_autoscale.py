@@ -34,23 +34,6 @@ def mutations(calls: list[rec.Call]) -> list[dict[str, Any]]:
             if c.ours and c.service in ("ec2", "autoscaling") and not c.operation.startswith(READS)]
 
 
-@pytest.fixture
-def moto_template_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto 5.2 stores the UserData of CreateLaunchTemplateVersion undecoded (CreateLaunchTemplate decodes it),
-    and then fails to launch an instance from that version: decode it the same way (a bug of the fake, not AWS)."""
-    from moto.ec2.models.launch_templates import LaunchTemplate
-    from moto.ec2.utils import parse_user_data
-
-    original = LaunchTemplate.create_version
-
-    def create_version(self: Any, data: dict[str, Any], description: str) -> Any:
-        if isinstance(data.get("UserData"), str):
-            data = {**data, "UserData": parse_user_data(data["UserData"])}
-        return original(self, data, description)
-
-    monkeypatch.setattr(LaunchTemplate, "create_version", create_version)
-
-
 class Fleet:
     def __init__(self, s3_server: Any, tmp_path: Path, cli: Any) -> None:
         self.s3, self.cli, self.tmp = s3_server, cli, tmp_path

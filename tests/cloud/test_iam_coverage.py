@@ -52,7 +52,6 @@ import yaml
 
 from multitype.cloud import iam
 from tests.cloud import aws_recorder as rec
-from tests.cloud.test_autoscale import moto_template_versions  # noqa: F401 - a fixture
 from tests.cloud.jobs_helpers import put_lines
 from tests.cloud.launch_helpers import make_project
 

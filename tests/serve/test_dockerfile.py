@@ -54,7 +54,8 @@ def test_cpu_torch_non_root_port_and_context() -> None:
     runs = [rest for k, rest in steps if k == "RUN"]
     torch_step = next(i for i, r in enumerate(runs) if "torch==" in r)
     assert "--index-url https://download.pytorch.org/whl/cpu" in runs[torch_step]
-    assert torch_step < next(i for i, r in enumerate(runs) if "pip install ." in r)  # CPU torch first
+    package_step = next(i for i, r in enumerate(runs) if "pip install ." in r)
+    assert torch_step < package_step and 'torch==${TORCH_VERSION}' in runs[package_step]  # CPU torch kept
     import torch
 
     assert f"TORCH_VERSION={torch.__version__.split('+')[0]}" in one("ARG")  # the torch the tests ran with

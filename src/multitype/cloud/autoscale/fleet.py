@@ -211,7 +211,7 @@ def plan(project: Project, opts: AutoscaleOptions) -> Plan:
             steps.append(Step("autoscaling", "CreateOrUpdateTags", {"Tags": tags}))
     policy = docs.scaling_policy(settings)
     have = {p["PolicyName"]: p for p in _policies(aws, settings.name)} if group else {}
-    if docs.POLICY_NAME not in have or not _subset({k: v for k, v in policy.items()}, have[docs.POLICY_NAME]):
+    if docs.POLICY_NAME not in have or not _subset(policy, have[docs.POLICY_NAME]):
         steps.append(Step("autoscaling", "PutScalingPolicy", policy))
     scheduled = {a["ScheduledActionName"]: a for a in _scheduled(aws, settings.name)} if group else {}
     wanted = docs.scheduled_actions(settings)

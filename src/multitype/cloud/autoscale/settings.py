@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from multitype.cloud.ec2 import request as ec2_request
 from multitype.errors import AwsError, UserError
 from multitype.project import Project
 from multitype.storage import split_s3_url
 
+T = TypeVar("T")
 PORT = 8080
 # the sibling families tried as spot overrides of an x86 or a Graviton type, same size, newest last
 _X86_GENERATIONS = ("5", "5a", "6i", "6a", "7i", "7a")
@@ -194,6 +196,11 @@ def model_url(model: str, root: str) -> str:
     return f"{root.rstrip('/')}/{'/'.join(parts)}"
 
 
+def _pick(flag: T | None, configured: T) -> T:
+    """The flag when given, else project.yaml's value."""
+    return configured if flag is None else flag
+
+
 def resolve(project: Project, opts: AutoscaleOptions) -> Settings:
     """Fill ``opts`` from project.yaml and check everything (see the module docstring).
 
@@ -207,15 +214,12 @@ def resolve(project: Project, opts: AutoscaleOptions) -> Settings:
     config = project.configs.project
     aws, cfg = config.aws, config.aws.autoscale
 
-    def pick(flag, conf):  # type: ignore[no-untyped-def]
-        return conf if flag is None else flag
-
     errors: list[str] = []
     try:
         ec2_request.check_region(aws.region)
     except AwsError as exc:
         errors.append(str(exc))
-    instance_type = pick(opts.instance_type, cfg.instance_type)
+    instance_type = _pick(opts.instance_type, cfg.instance_type)
     types = tuple(opts.instance_types) if opts.instance_types else similar_types(instance_type)
     if instance_type not in types:
         types = (instance_type, *types)
@@ -224,24 +228,24 @@ def resolve(project: Project, opts: AutoscaleOptions) -> Settings:
             ec2_request.check_instance_type(name)
         except AwsError as exc:
             errors.append(str(exc))
-    min_size, max_size = pick(opts.min_size, cfg.min_size), pick(opts.max_size, cfg.max_size)
-    desired = pick(opts.desired, cfg.desired)
+    min_size, max_size = _pick(opts.min_size, cfg.min_size), _pick(opts.max_size, cfg.max_size)
+    desired = _pick(opts.desired, cfg.desired)
     if min_size < 0 or max_size < 1:
         errors.append(f"--min {min_size} must be 0 or more and --max {max_size} 1 or more")
     if not min_size <= desired <= max_size:
         errors.append(f"the sizes must satisfy min <= desired <= max, got --min {min_size} --desired {desired} "
                       f"--max {max_size}")
-    target = float(pick(opts.target_cpu, cfg.target_cpu))
+    target = float(_pick(opts.target_cpu, cfg.target_cpu))
     if not 0 < target <= 100:
         errors.append(f"--target-cpu {target:g} must be in (0, 100] (percent CPU)")
-    share = float(pick(opts.spot_share, cfg.spot_share))
+    share = float(_pick(opts.spot_share, cfg.spot_share))
     if not 0 <= share <= 1:
         errors.append(f"--spot-share {share:g} must be in [0, 1] (the share of instances on spot)")
-    cooldown = pick(opts.cooldown, cfg.cooldown)
+    cooldown = _pick(opts.cooldown, cfg.cooldown)
     if cooldown < 0:
         errors.append(f"--cooldown {cooldown} must be 0 or more seconds")
     schedules: list[Schedule] = []
-    for text in pick(opts.schedules, cfg.schedules) or []:
+    for text in _pick(opts.schedules, cfg.schedules) or []:
         try:
             schedule = parse_schedule(text)
         except UserError as exc:
@@ -253,18 +257,18 @@ def resolve(project: Project, opts: AutoscaleOptions) -> Settings:
         if schedule.name in {s.name for s in schedules}:
             errors.append(f"--schedule {text!r}: the cron {schedule.cron!r} is given twice")
         schedules.append(schedule)
-    subnets = pick(opts.subnets, cfg.subnets) or ([aws.ec2.subnet] if aws.ec2.subnet else [])
+    subnets = _pick(opts.subnets, cfg.subnets) or ([aws.ec2.subnet] if aws.ec2.subnet else [])
     if not subnets:
         errors.append("no subnets for the group: pass --subnets subnet-a,subnet-b or set aws.autoscale.subnets in "
                       "project.yaml")
     errors += [f"subnet {s!r} is not a subnet id (subnet-...)" for s in subnets if not _SUBNET.match(s)]
-    groups = pick(opts.security_groups, cfg.security_groups) or aws.ec2.security_groups
+    groups = _pick(opts.security_groups, cfg.security_groups) or aws.ec2.security_groups
     errors += [f"security group {g!r} is not a security group id (sg-...)" for g in groups
                if not _SECURITY_GROUP.match(g)]
-    ami = pick(opts.ami, cfg.ami)
+    ami = _pick(opts.ami, cfg.ami)
     if ami and not _AMI.match(ami):
         errors.append(f"--ami {ami!r} is not an AMI id (ami-...)")
-    volume_gb = pick(opts.volume_gb, cfg.volume_gb)
+    volume_gb = _pick(opts.volume_gb, cfg.volume_gb)
     if not 8 <= volume_gb <= 16384:
         errors.append(f"--volume-gb {volume_gb} must be between 8 and 16384")
     name = opts.name or default_name(config.name)
@@ -277,7 +281,7 @@ def resolve(project: Project, opts: AutoscaleOptions) -> Settings:
     root = model = ""
     try:
         root = remote_root(project, opts.remote)
-        chosen = pick(opts.model, cfg.model)
+        chosen = _pick(opts.model, cfg.model)
         if not chosen:
             raise UserError("no model to serve: pass --model (s3://... or models/final/<name> under the S3 root) or "
                             "set aws.autoscale.model")
