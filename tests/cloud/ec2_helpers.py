@@ -10,6 +10,7 @@ the state its server answers from; the server runs in this process).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,16 @@ def live_instances() -> list[dict[str, Any]]:
     """Every instance moto holds that is not terminated."""
     found = ec2().describe_instances()["Reservations"]
     return [i for r in found for i in r["Instances"] if i["State"]["Name"] != "terminated"]
+
+
+def put_logs(stream: str, lines: list[str]) -> None:
+    """The run's lines in /multitype/ec2, as the instance's log shipper would put them."""
+    logs = aws.client("logs", AwsConfig(region=REGION))
+    try:
+        logs.create_log_group(logGroupName="/multitype/ec2")
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    logs.create_log_stream(logGroupName="/multitype/ec2", logStreamName=stream)
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName="/multitype/ec2", logStreamName=stream,
+                        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])

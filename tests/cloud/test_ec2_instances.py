@@ -76,25 +76,13 @@ def env(aws_env, tmp_path: Path) -> Env:
     return Env(tmp_path)
 
 
-def put_logs(stream: str, lines: list[str]) -> None:
-    logs = aws.client("logs", AwsConfig(region=h.REGION))
-    try:
-        logs.create_log_group(logGroupName="/multitype/ec2")
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    logs.create_log_stream(logGroupName="/multitype/ec2", logStreamName=stream)
-    now = int(time.time() * 1000)
-    logs.put_log_events(logGroupName="/multitype/ec2", logStreamName=stream,
-                        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
-
-
 SPOT_LINES = ["multitype-ec2 2026-12-01T10:00:05Z: run started", "METRIC epoch=1", "METRIC val_macro_f1=0.5",
               "METRIC epoch=2", "METRIC val_macro_f1=0.75 ", "multitype-ec2 2026-12-01T10:09:00Z: finished"]
 
 
 def test_status_shows_state_spot_request_uptime_cost_and_latest_metrics(env: Env, cli) -> None:
-    put_logs(SPOT_RUN, SPOT_LINES)
-    put_logs(SPOT_RUN + "-other", ["METRIC val_macro_f1=0.1", "METRIC other=1"])  # a longer name: not this run
+    h.put_logs(SPOT_RUN, SPOT_LINES)
+    h.put_logs(SPOT_RUN + "-other", ["METRIC val_macro_f1=0.1", "METRIC other=1"])  # a longer name: not this run
     result = cli(*env.args("status", "--json"))  # no target: the newest run launched from this root
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
@@ -148,7 +136,7 @@ def test_list_shows_every_instance_of_this_project(env: Env, cli, monkeypatch: p
 
 
 def test_logs_reads_the_run_stream(env: Env, cli) -> None:
-    put_logs(SPOT_RUN, SPOT_LINES)
+    h.put_logs(SPOT_RUN, SPOT_LINES)
     result = cli(*env.args("logs", SPOT_RUN))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == SPOT_LINES  # as they came, in order
@@ -158,7 +146,7 @@ def test_logs_reads_the_run_stream(env: Env, cli) -> None:
 
 
 def test_logs_follow_is_bounded(env: Env, cli) -> None:
-    put_logs(SPOT_RUN, SPOT_LINES)
+    h.put_logs(SPOT_RUN, SPOT_LINES)
     started = time.monotonic()
     result = cli(*env.args("logs", SPOT_RUN, "--follow", "--poll-seconds", "0.1", "--max-seconds", "0.3"))
     assert time.monotonic() - started < 10

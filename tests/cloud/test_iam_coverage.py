@@ -5,11 +5,11 @@ operation (botocore's ``provide-client-params`` event) of three principals:
 
 - the launcher (in-process, :func:`aws_recorder.recording`): ``sync push
   --delete``, ``sagemaker launch``/``list``/``status``/``logs``/``collect``,
-  ``autoscale apply`` (twice: creates, then changes), ``status``, ``destroy``,
   ``iam policy launcher``, ``cost budget create``, ``cost refresh`` (Price List
   API and spot price history), ``sync archive --yes``, ``doctor`` (STS, the
   bucket round trip, IAM reads, Budgets, EC2 and SageMaker listings), ``sync
-  pull``;
+  pull``, ``autoscale apply`` (twice: creates, then changes), ``status`` and
+  ``destroy``;
 - a job's role: ``train baseline`` on the S3 root (in-process), plus the S3
   calls of the transformer training on the instance below (the same code runs
   in a SageMaker job);
@@ -26,12 +26,13 @@ region or another project's spot request must not be; and every action a
 policy grants must have been made by that principal's flows or have its reason
 in ``iam.REASONS`` (all offenders reported at once).
 
-``ec2 launch/status/list/logs/terminate`` (branch e-ec2) are not on main:
-``test_contract_operations`` checks the operations the CONTRACT names for them
-(a RunInstances request as the CONTRACT describes it, evaluated per resource
-type as IAM does) and ``test_suite_record`` checks every action of a
-whole-suite recording (``-p tests.cloud.aws_recorder --record-aws``) once they
-have landed.
+The launcher's flows include ``ec2 launch`` (a persistent spot request),
+``status``, ``list``, ``logs`` and ``terminate --yes``; RunInstances is
+evaluated per resource type as IAM does (:func:`aws_recorder.expand`).
+``test_contract_operations`` also checks the calls on resources moto cannot
+make (a spot request of RunInstances, a subnet, another project's instance),
+and ``test_suite_record`` every action of a whole-suite recording
+(``-p tests.cloud.aws_recorder --record-aws``).
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ def _broader(call: rec.Call, prefix: str) -> list[tuple[rec.Call, Mapping[str, M
         out.append((rec.Call("budgets", call.operation, {**p, "Budget": {"BudgetName": "finance-quarterly"}}), None))
     if call.service == "ec2":
         out.append((rec.Call("ec2", call.operation, p, call.ours, "eu-west-1"), None))
-        rid = p.get("_resource", "").rsplit("/", 1)[-1]
-        if rid == "new":  # a create: judged by the tags the request puts on it
-            context = dict(p.get("_context", {}))
-            untagged = {k: v for k, v in context.items() if not k.startswith("aws:RequestTag/")}
-            for other in ({**context, f"aws:RequestTag/{iam.PROJECT_TAG}": "someone-else"}, untagged):
-                out.append((rec.Call("ec2", call.operation, {**p, "_context": other}, call.ours, call.region), None))
-        elif rid:
-            out.append((call, {rid: OTHER_PROJECT}))  # another project's request, instance or template
+        if any(k.startswith("aws:RequestTag/") for k in p.get("_context", {})):  # a resource the launch tags
+            requested = {k: v for k, v in p.get("_context", {}).items() if not k.startswith("aws:RequestTag/")}
+            for tags in ({f"aws:RequestTag/{k}": v for k, v in OTHER_PROJECT.items()}, {}):  # another's, untagged
+                out.append((rec.Call("ec2", call.operation, {**p, "_context": {**requested, **tags}}, call.ours,
+                                     call.region), None))
+        elif call.operation != "RunInstances" and "_resource" in p:  # (not an image, subnet or ENI it uses)
+            rid = p["_resource"].rsplit("/", 1)[-1]
+            out.append((call, {rid: OTHER_PROJECT}))  # another project's request or instance
             out.append((call, {}))  # an untagged one
     if call.service == "autoscaling":
         out += _broader_group(call)
@@ -216,12 +217,41 @@ def _instance_flow(tmp_path: Path, s3_server, imds_stub) -> tuple[list[rec.Call]
     return rec.load(record), tags
 
 
-def _autoscale_flow(cli: Any, where: list[Any], configs: Path, remote: str) -> str:
+def _ec2_flows(cli, where: list[str]) -> dict[str, dict[str, str]]:
+    """``ec2 launch`` (persistent spot) / ``status`` / ``list`` / ``logs`` / ``terminate --yes`` of the launcher;
+    the tags of the resources it terminated and cancelled (resource id -> tags, as AWS holds them).
+
+    moto's RunInstances makes a spot instance without a spot request, so the persistent request that terminate
+    cancels is made by the test (as in test_ec2_instances.py), with the project's tag ``ec2 launch`` puts on it."""
+    from tests.cloud import ec2_helpers as h
+
+    h.register_image(h.DLAMI.format(date="20250601"), "2025-06-01T00:00:00")
+    res = cli("ec2", "launch", "--model-name", "minilm", "--spot", "--restart-on-interruption", *where)
+    assert res.exit_code == 0, res.stderr
+    launched = res.stdout.strip()
+    ours = {iam.PROJECT_TAG: PROJECT}
+    spec = {"ImageId": "ami-12c6146b", "InstanceType": "g5.xlarge"}
+    request = h.ec2().request_spot_instances(InstanceCount=1, Type="persistent", LaunchSpecification=spec,
+                                             TagSpecifications=[{"ResourceType": "spot-instances-request",
+                                                                 "Tags": [{"Key": iam.PROJECT_TAG, "Value": PROJECT}]}],
+                                             )["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
+    spot = h.ec2().describe_spot_instance_requests(SpotInstanceRequestIds=[request])["SpotInstanceRequests"][0][
+        "InstanceId"]
+    run = "multitype-minilm-20261201-100000"
+    h.ec2().create_tags(Resources=[spot], Tags=[{"Key": iam.PROJECT_TAG, "Value": PROJECT},
+                                                {"Key": "multitype:run", "Value": run}])
+    h.put_logs(run, ["METRIC val_macro_f1=0.5"])
+    for args in (["ec2", "status", launched], ["ec2", "list"], ["ec2", "logs", run], ["ec2", "status", run],
+                 ["ec2", "terminate", spot, "--yes"], ["ec2", "terminate", launched, "--yes"]):
+        res = cli(*args, *where)
+        assert res.exit_code == 0, (args, res.stderr)
+    return {launched: ours, spot: ours, request: ours}
+
+
+def _autoscale_flow(cli: Any, where: list[Any], configs: Path) -> str:
     """``autoscale``: apply (creates), apply with changes (a template version, the group, the policy, schedules
     put and deleted, a tag), status, destroy; returns the fleet's name (also its template's)."""
     from tests.cloud import ec2_helpers as h
-    from tests.cloud.launch_helpers import project_yaml
-    from tests.conftest import write_configs
 
     h.register_image(h.DLAMI.format(date="20250601"), "2025-06-01T10:00:00")
     subnets = ",".join(s["SubnetId"] for s in h.ec2().describe_subnets()["Subnets"][:2])
@@ -232,9 +262,10 @@ def _autoscale_flow(cli: Any, where: list[Any], configs: Path, remote: str) -> s
              "0 8 * * MON-FRI=4"], ["status"], ["destroy", "--yes"]]
     for i, args in enumerate(runs):
         if i == 1:  # a tag more: CreateOrUpdateTags on the group
-            data = yaml.safe_load(project_yaml(remote))
+            path = configs / "project.yaml"
+            data = yaml.safe_load(path.read_text())
             data["aws"]["tags"]["cost-centre"] = "nlp-serving"
-            write_configs(configs, project=yaml.safe_dump(data, sort_keys=False))
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
         res = cli("autoscale", *args, *where)
         assert res.exit_code == 0, (args, res.stderr)
     return f"multitype-{PROJECT}-serve"
@@ -259,7 +290,7 @@ def test_autoscale_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env
     root, configs = make_project(tmp_path, remote, prepared=False)
     h.make_instance_profile(iam.DEFAULT_EC2_PROFILE)
     with rec.recording(monkeypatch) as calls:
-        name = _autoscale_flow(cli, ["--root", root, "--config-dir", configs], configs, remote)
+        name = _autoscale_flow(cli, ["--root", root, "--config-dir", configs], configs)
     ours = [c for c in calls if c.ours]
     made = {c.action for c in ours}
     assert AUTOSCALE_OPERATIONS <= made, sorted(AUTOSCALE_OPERATIONS - made)
@@ -286,6 +317,9 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     bucket = s3_server.make_bucket("cover")
     remote = f"s3://{bucket}/team/proj"
     root, configs = make_project(tmp_path, remote)
+    project = configs / "project.yaml"  # ec2 launch needs the instance profile named; --create below makes it
+    project.write_text(project.read_text().replace("ec2_instance_profile: null",
+                                                   f"ec2_instance_profile: {iam.DEFAULT_EC2_PROFILE}"))
     where = ["--root", str(root), "--config-dir", str(configs)]
     for kind in ("sagemaker-role", "ec2-profile"):  # so that doctor reads real roles (admin step: not recorded)
         assert cli("iam", "policy", kind, "--create", "--config-dir", configs).exit_code == 0
@@ -301,7 +335,8 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
                      ["cost", "budget", "create", "--amount", "50", "--email", "ops@example.com", *where]):
             res = cli(*args)
             assert res.exit_code == 0, (args, res.stderr)
-        fleet = _autoscale_flow(cli, where, configs, remote)
+        ec2_tags = _ec2_flows(cli, where)
+        fleet = _autoscale_flow(cli, where, configs)
         job = next(c.params["TrainingJobName"] for c in launcher_calls if c.operation == "CreateTrainingJob")
         put_lines(job, "algo-1", [(1764583200000, "METRIC val_accuracy=0.5")])  # the job's log (test setup)
         # moto has no model.tar.gz for the job and no Price List API, SeaweedFS no lifecycle rules: these may
@@ -322,6 +357,9 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     ours = [c for c in launcher_calls if c.ours]
     operations = {f"{c.service}:{c.operation}" for c in ours}
     for expected in ("s3:PutObject", "s3:DeleteObject", "s3:ListObjectsV2", "s3:GetObject",
+                     "ec2:RunInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+                     "ec2:DescribeSpotInstanceRequests", "ec2:CancelSpotInstanceRequests", "ec2:TerminateInstances",
+                     "logs:DescribeLogStreams", "iam:GetInstanceProfile",
                      "s3:GetBucketLifecycleConfiguration", "sagemaker:CreateTrainingJob",
                      "sagemaker:DescribeTrainingJob", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity",
                      "iam:GetRole", "iam:GetRolePolicy", "iam:GetInstanceProfile", "budgets:CreateBudget",
@@ -330,7 +368,7 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
         assert expected in operations, (expected, sorted(operations))
     scope = _scope(bucket)
     launcher = iam.policy("launcher", scope)
-    _check(launcher, ours, tags={fleet: {iam.PROJECT_TAG: PROJECT}})
+    _check(launcher, ours, tags={**ec2_tags, fleet: {iam.PROJECT_TAG: PROJECT}})
     for call in (c for c in ours if c.operation == "CreateTrainingJob"):  # the role it hands over
         assert rec.allowed(launcher, "iam:PassRole", call.params["RoleArn"],
                            {"iam:PassedToService": "sagemaker.amazonaws.com"})

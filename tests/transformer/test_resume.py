@@ -125,6 +125,34 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_resumes_exactly(trained, tmp_p
     assert_same_result(root, reference)
 
 
+def test_a_stop_during_the_final_evaluation_exits_143_and_the_rerun_evaluates(
+        trained, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spot notice that lands after the last epoch (the final test-split pass) is an interruption like any
+    other: exit 143, the finished last epoch checkpointed; the rerun trains nothing and evaluates."""
+    from multitype import interrupts
+    from multitype.transformer import train
+
+    reference, configs = trained
+    root = write_processed(tmp_path / "root")
+    load_best = train._load_best
+
+    def then_a_notice(run) -> None:
+        load_best(run)
+        interrupts.request_stop("a spot interruption notice")
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "_load_best", then_a_notice)
+        stopped = cli(*train_args(root, configs))
+    assert stopped.exit_code == 143, stopped.stderr
+    assert "during the final evaluation" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert not (root / "models/final/minilm").exists()
+    assert json.loads((root / CKPT / "minilm-epoch2/state.json").read_text())["global_step"] == 6
+
+    result = cli(*train_args(root, configs))
+    assert result.exit_code == 0, result.stderr
+    assert_same_result(root, reference)
+
+
 def test_damaged_newest_checkpoint_is_skipped_for_the_previous_one(trained, tmp_path: Path, cli) -> None:
     reference, configs = trained
     root = write_processed(tmp_path / "root")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -33,3 +33,12 @@ def split_names(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def duration(seconds: Any) -> str:
+    """``12m05s`` or ``1h02m05s`` for a table cell; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    value = int(round(float(seconds)))
+    hours, rest = divmod(value, 3600)
+    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from multitype.cli._common import ConfigDirOpt, RootOpt, project
+from multitype.cli._common import ConfigDirOpt, RootOpt, duration, project
 from multitype.cli.train import BatchSizeOpt, LearningRateOpt, MaxLengthOpt, NumEpochsOpt
 from multitype.errors import UserError
 
@@ -36,14 +36,6 @@ def _out() -> Console:
 def _note(line: str) -> None:
     """A remark for people on stderr, never wrapped (so it can be grepped)."""
     typer.echo(line, err=True)
-
-
-def _seconds(value: Any) -> str:
-    if value is None:
-        return "-"
-    value = int(round(float(value)))
-    hours, rest = divmod(value, 3600)
-    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _usd(value: Any) -> str:
@@ -121,7 +113,7 @@ def status(target: TargetArg = None, as_json: JsonOpt = False, root: RootOpt = N
     rows = [("instance", info["instance_id"]), ("run", info["run_id"] or "-"), ("model", info["model"] or "-"),
             ("state", info["state"] + (f" ({info['state_reason']})" if info["state_reason"] else "")),
             ("type", f"{info['instance_type']}, {info['market']}"), ("spot request", spot),
-            ("launched", info["launched"] or "-"), ("uptime", _seconds(info["uptime_seconds"])),
+            ("launched", info["launched"] or "-"), ("uptime", duration(info["uptime_seconds"])),
             ("price", price), ("cost so far", _usd(info["cost_usd"])), ("image", info["image_id"] or "-"),
             ("root", info["root"] or "-")]
     rows += [(f"metric {k}", f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in info["metrics"].items()]
@@ -157,7 +149,7 @@ def list_(all_states: Annotated[bool, typer.Option("--all", help="Terminated ins
     for r in rows:
         table.add_row(Text(r["instance_id"]), Text(r["run_id"] or "-"), r["instance_type"],
                       "spot" if r["spot"] else "on-demand", r["state"], r["launched"] or "-",
-                      _seconds(r["uptime_seconds"]), _usd(r["cost_usd"]))
+                      duration(r["uptime_seconds"]), _usd(r["cost_usd"]))
     _out().print(table)
     live = [r for r in rows if r["state"] in instances.RUNNING_STATES]
     if live:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
-from multitype.cli._common import ConfigDirOpt, RootOpt, console, project, split_names
+from multitype.cli._common import ConfigDirOpt, RootOpt, console, duration, project, split_names
 from multitype.cli.train import BatchSizeOpt, LearningRateOpt, MaxLengthOpt, NumEpochsOpt, ResumeOpt
 
 app = typer.Typer(help="Training jobs on Amazon SageMaker (managed spot, checkpoints, metrics).",
@@ -77,16 +80,6 @@ def launch(
 
 
 # --- status, logs, stop, list, collect ----------------------------------------------------------
-# (imported here, not at the top, so the launch section's imports merge without conflicts)
-import json  # noqa: E402
-from typing import Annotated, Any, Optional  # noqa: E402
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
-
-from multitype.cli._common import ConfigDirOpt, RootOpt, project  # noqa: E402
-
 # Commands that take an optional JOB default to the newest job launched from this root (runs/sagemaker/).
 
 JobArg = Annotated[Optional[str], typer.Argument(
@@ -105,14 +98,6 @@ def _job_project(command: str, root: Optional[str], config_dir: str, job: Option
 
     proj = project(f"sagemaker {command}", root, config_dir)
     return proj, job or latest_job(proj.storage)
-
-
-def _seconds(value: Any) -> str:
-    if value is None:
-        return "-"
-    value = int(round(float(value)))
-    hours, rest = divmod(value, 3600)
-    return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _echo_out(line: str) -> None:
@@ -143,8 +128,8 @@ def job_status(job: JobArg = None, as_json: JsonOpt = False, root: RootOpt = Non
     saving = f" (spot saving {info['spot_saving_percent']:.1f}%)" if info["spot_saving_percent"] is not None else ""
     rows = [("status", f"{info['status']} / {info['secondary_status'] or '-'}"),
             ("instances", f"{info['instance_count']} x {info['instance_type']}, {spot}"),
-            ("training time", _seconds(info["training_seconds"])),
-            ("billable time", _seconds(info["billable_seconds"]) + saving),
+            ("training time", duration(info["training_seconds"])),
+            ("billable time", duration(info["billable_seconds"]) + saving),
             ("created", info["created"] or "-"), ("ended", info["ended"] or "-")]
     if info["failure_reason"]:
         rows.append(("failure reason", info["failure_reason"]))
@@ -213,7 +198,7 @@ def job_list(status_: Annotated[Optional[str], typer.Option(
     for r in rows:
         instance = f"{r['instance_count']} x {r['instance_type']}" if r["instance_type"] else "-"
         spot = "-" if r["spot"] is None else ("spot" if r["spot"] else "on-demand")
-        table.add_row(Text(r["job_name"]), r["status"], instance, spot, _seconds(r["duration_seconds"]),
+        table.add_row(Text(r["job_name"]), r["status"], instance, spot, duration(r["duration_seconds"]),
                       r["created"] or "-")
     _out().print(table)
 

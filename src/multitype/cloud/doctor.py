@@ -135,19 +135,23 @@ def _remote(st: _State) -> str | None:
     return st.configs.project.storage.remote if st.configs is not None else None
 
 
+def _s3_skip(st: _State, name: str) -> Check | None:
+    """SKIP without a remote root, valid configs or usable credentials."""
+    if _remote(st) is None:
+        return Check(name, SKIP, "no storage.remote in project.yaml" if st.configs else "no valid configs",
+                     "set storage.remote: s3://bucket/prefix in project.yaml")
+    return _aws_skip(st, name)
+
+
 def _pushed(st: _State) -> Check:
     from multitype.cloud.bundle import code_files
     from multitype.sync import sync
 
     name = "code pushed"
-    remote = _remote(st)
-    if remote is None:
-        return Check(name, SKIP, "no storage.remote in project.yaml" if st.configs else "no valid configs",
-                     "set storage.remote: s3://bucket/prefix in project.yaml")
-    skip = _aws_skip(st, name)
+    skip = _s3_skip(st, name)
     if skip:
         return skip
-    project = st.configs.project
+    remote, project = _remote(st), st.configs.project
     try:
         result = sync("push", local=st.local, remote=remote, only="code", dry_run=True,
                       endpoint_url=project.storage.endpoint_url, profile=project.aws.profile,
@@ -195,14 +199,10 @@ def _bucket(st: _State) -> Check:
     from multitype.storage import Storage
 
     name = "bucket round trip"
-    remote = _remote(st)
-    if remote is None:
-        return Check(name, SKIP, "no storage.remote in project.yaml" if st.configs else "no valid configs",
-                     "set storage.remote: s3://bucket/prefix in project.yaml")
-    skip = _aws_skip(st, name)
+    skip = _s3_skip(st, name)
     if skip:
         return skip
-    project = st.configs.project
+    remote, project = _remote(st), st.configs.project
     key = f"{DOCTOR_FOLDER}/{uuid.uuid4().hex}"
     payload = b"multitype doctor round trip\n"
     try:

@@ -109,12 +109,7 @@ REASONS: dict[str, str] = {
     "sagemaker:StopTrainingJob": "sagemaker stop (moto implements no StopTrainingJob, so no offline flow makes it)",
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
-    "ec2:RunInstances": "ec2 launch (branch e-ec2, not on main yet)",
     "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources",
-    "ec2:TerminateInstances": "ec2 terminate (branch e-ec2)",
-    "ec2:CancelSpotInstanceRequests": "ec2 terminate cancels a persistent spot request, which would start a "
-                                      "replacement instance otherwise (branch e-ec2; the instance's own cancel is "
-                                      "recorded)",
     "iam:CreateServiceLinkedRole": "the first Auto Scaling group of an account creates AWSServiceRoleForAutoScaling "
                                    "(moto has it already, so no offline flow asks)",
 }

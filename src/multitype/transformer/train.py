@@ -528,7 +528,17 @@ def _finish(run: Run) -> dict[str, Any]:
     speed = 0.0
     for name, split in (("val", run.data.val), ("test", run.data.test)):
         if len(split):
-            preds, _, speed = _predict(run, split)  # the test split's speed when there is one
+            try:
+                preds, _, speed = _predict(run, split)  # the test split's speed when there is one
+            except _EvalStopped:
+                preds = None
+            if rt.any_rank(preds is None):
+                # training is over and its last checkpoint complete (the publisher was closed before this):
+                # a rerun resumes from it straight to this evaluation
+                reason = interrupts.stop_requested() or "a stop request"
+                run.say(f"{reason} during the final evaluation; training is complete and checkpointed")
+                raise Interrupted(f"{reason} during the final evaluation; training is complete and checkpointed, "
+                                  f"rerun the same command to evaluate and save the model")
             splits[name] = classification_metrics(split.labels, preds, run.label_names)
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")

@@ -9,51 +9,30 @@ the newest of these. Job names end in a UTC timestamp, but the record's
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from multitype import layout
-from multitype.errors import AwsError
+from multitype.cloud.records import LaunchRecords
 from multitype.storage import Storage
 
-FOLDER = f"{layout.RUNS}/sagemaker"
-
-
-def record_key(job_name: str) -> str:
-    return f"{FOLDER}/{job_name}.json"
+JOBS = LaunchRecords("sagemaker", "job_name", "SageMaker job", "name the job (see 'multitype sagemaker list')")
+FOLDER = JOBS.folder
 
 
 def save_job(storage: Storage, job_name: str, record: dict[str, Any]) -> dict[str, Any]:
     """Write the record of ``job_name`` (adds ``job_name`` and ``launched_at`` when missing); returns it."""
-    full = {"job_name": job_name, "launched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
-    storage.write_json(record_key(job_name), full)
-    return full
+    return JOBS.save(storage, job_name, record)
 
 
 def load_job(storage: Storage, job_name: str) -> dict[str, Any] | None:
     """The record of ``job_name``, or None if this root did not launch it."""
-    key = record_key(job_name)
-    return storage.read_json(key) if storage.exists(key) else None
+    return JOBS.load(storage, job_name)
 
 
 def list_jobs(storage: Storage) -> list[dict[str, Any]]:
     """Every record in this root, oldest first."""
-    records = [storage.read_json(f"{FOLDER}/{name}") for name in storage.listdir(FOLDER)
-               if name.endswith(".json")]  # names directly under it: not runs/sagemaker/<job>/result.json
-    return sorted((r for r in records if isinstance(r, dict) and r.get("job_name")),
-                  key=lambda r: (str(r.get("launched_at", "")), str(r["job_name"])))
+    return JOBS.all(storage)
 
 
 def latest_job(storage: Storage) -> str:
-    """The name of the newest job launched from this root.
-
-    Raises
-    ------
-    AwsError
-        None was launched from here (name the job instead).
-    """
-    records = list_jobs(storage)
-    if not records:
-        raise AwsError(f"no SageMaker job was launched from {storage.url(FOLDER)}; name the job "
-                       "(see 'multitype sagemaker list')")
-    return str(records[-1]["job_name"])
+    """The name of the newest job launched from this root (AwsError when none was: name the job instead)."""
+    return str(JOBS.newest(storage)["job_name"])
