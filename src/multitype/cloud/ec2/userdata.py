@@ -50,7 +50,10 @@ def template_text(name: str = TEMPLATE) -> str:
 
 def fetch_code_script() -> str:
     """The Python (boto3 only) that copies ``<root>/code/`` onto the instance, for a quoted here-document."""
-    return template_text(FETCH_CODE).rstrip("\n")
+    lines = template_text(FETCH_CODE).rstrip("\n").split("\n")
+    while lines and lines[0].startswith("#"):  # the file's header, not the script's
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 def _train_command(train_args: list[str]) -> list[str]:
