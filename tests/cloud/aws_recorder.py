@@ -28,7 +28,8 @@ keys (``s3:prefix``, ``aws:RequestTag/...``, ``aws:ResourceTag/...`` from the
 tags a test says the resources have, ``ec2:Region``, ``ec2:CreateAction``); a
 condition whose key the request does not have does not match. A call that acts
 on several resources is checked on each (:func:`expand`): ``DeleteObjects``
-per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id, and
+per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id,
+``CreateEndpoint`` on the endpoint and on its endpoint config, and
 ``RunInstances`` per resource type it touches, with the ``CreateTags`` that
 its ``TagSpecifications`` imply (and ``CreateLaunchTemplate`` likewise). Auto
 Scaling calls act on the group's ARN, with ``aws:RequestTag``/``aws:ResourceTag``
@@ -170,6 +171,9 @@ def load(path: str | Path) -> list[Call]:
 
 # --- resources and context keys of a call -----------------------------------------------------------
 LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
+# SageMaker parameter naming a resource -> its ARN's resource type, the first one present wins
+SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("EndpointName", "endpoint"),
+                       ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"))
 # an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's
 # condition keys as "_context"
 
@@ -192,10 +196,10 @@ def target(call: Call, region: str, account: str,
             raise AssertionError("expand DeleteObjects first")
         return f"arn:aws:s3:::{bucket}", {}
     if call.service == "sagemaker":
-        name = p.get("TrainingJobName")
         context = {f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])}
-        if name:
-            return f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}", context
+        for key, kind in SAGEMAKER_RESOURCES:  # CreateEndpoint names two: see :func:`expand`
+            if p.get(key):
+                return f"arn:aws:sagemaker:{region}:{account}:{kind}/{str(p[key]).lower()}", context
         return "*", context
     if call.service == "logs":
         group = f"arn:aws:logs:{region}:{account}:log-group:{p.get('logGroupName', '')}"
@@ -291,6 +295,11 @@ def expand(call: Call) -> list[Call]:
         # the template as a resource; tests key its tags by name (AWS by id: the same template)
         return [Call("ec2", call.operation, {"_resource": f"launch-template/{p['LaunchTemplateName']}"},
                      call.ours, call.region)]
+    if call.service == "sagemaker" and call.operation == "CreateEndpoint":  # IAM checks the endpoint and its config
+        tags = {"Tags": p["Tags"]} if "Tags" in p else {}
+        return [Call("sagemaker", call.operation, {"EndpointName": p["EndpointName"], **tags}, call.ours, call.region),
+                Call("sagemaker", call.operation, {"EndpointConfigName": p["EndpointConfigName"], **tags}, call.ours,
+                     call.region)]
     return [call]
 
 
