@@ -42,6 +42,7 @@ class Fleet:
         self.root, self.configs = h.make_project(tmp_path, self.remote, prepared=False)
         self.subnets = [s["SubnetId"] for s in h.ec2().describe_subnets()["Subnets"]][:2]
         self.name = f"multitype-{h.PROJECT}-serve"
+        self.image = ""  # the Deep Learning AMI registered in moto
 
     def configure(self, **autoscale: Any) -> None:
         data = yaml.safe_load(h.project_yaml(self.remote))
@@ -70,8 +71,9 @@ class Fleet:
 @pytest.fixture
 def fleet(s3_server, aws_env, tmp_path: Path, cli, moto_template_versions) -> Fleet:
     h.make_instance_profile()
-    h.register_image(h.DLAMI.format(date="20250601"), "2025-06-01T10:00:00")
+    image = h.register_image(h.DLAMI.format(date="20250601"), "2025-06-01T10:00:00")
     f = Fleet(s3_server, tmp_path, cli)
+    f.image = image
     f.configure(model="models/final/logreg", subnets=f.subnets, spot_share=0.7,
                 schedules=["0 8 * * MON-FRI=4", "0 20 * * *=1"])
     return f
@@ -250,6 +252,15 @@ def test_missing_settings_and_aws_refusals(fleet: Fleet) -> None:
     assert res.exit_code == 2
     assert "instance profile 'missing-profile' (aws.ec2_instance_profile) does not exist" in res.stderr
     assert fleet.templates() == [] and fleet.group() is None
+
+
+def test_spot_types_of_another_architecture_are_refused(fleet: Fleet) -> None:
+    res = fleet.run("apply", "--instance-types", "c5.xlarge,c6g.xlarge")
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: the AMI {fleet.image} is built for x86_64, but c6g.xlarge (arm64) cannot boot it; give "
+        "--instance-types of one architecture"]
+    assert fleet.group() is None and fleet.templates() == [] and fleet.s3.list_keys(fleet.bucket) == []
 
 
 def test_project_yaml_defaults_and_on_demand_only(fleet: Fleet) -> None:

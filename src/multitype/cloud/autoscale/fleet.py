@@ -185,6 +185,13 @@ def plan(project: Project, opts: AutoscaleOptions) -> Plan:
     cloud_aws.check_credentials(aws)
     check_instance_profile(aws, settings.instance_profile)
     image = _image(settings, aws)
+    from multitype.cloud.ec2.ami import architectures
+
+    wrong = [f"{t} ({'/'.join(a)})" for t in settings.instance_types[1:]
+             if image.architecture not in (a := architectures(aws, t))]
+    if wrong:
+        raise AwsError(f"the AMI {image.image_id} is built for {image.architecture}, but {', '.join(wrong)} cannot "
+                       "boot it; give --instance-types of one architecture")
     if image.root_size_gb and settings.volume_gb < image.root_size_gb:
         raise AwsError(f"--volume-gb {settings.volume_gb} is smaller than the AMI's root snapshot "
                        f"({image.root_size_gb} GB, {image.image_id}); pass --volume-gb {image.root_size_gb} or more")
