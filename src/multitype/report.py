@@ -51,23 +51,34 @@ def calibration_name(model: str) -> str:
 
 
 # --- figures ----------------------------------------------------------------------------
-def comparison_figure(records: Sequence[dict[str, Any]]) -> "plt.Figure":
-    """Grouped bars of test accuracy and macro-F1 per model, values written on the bars."""
+def comparison_figure(records: Sequence[dict[str, Any]],
+                      intervals: dict[str, dict[str, Any] | None] | None = None) -> "plt.Figure":
+    """Grouped bars of test accuracy and macro-F1 per model, values written on the bars.
+
+    ``intervals`` (model -> :func:`multitype.stats.bootstrap_intervals`) adds them as error bars.
+    """
     names = [r["model"] for r in records]
-    metrics = {"accuracy": [r["accuracy"] for r in records], "macro-F1": [r["macro_f1"] for r in records]}
+    keys = {"accuracy": "accuracy", "macro-F1": "macro_f1"}
+    metrics = {label: [r[key] for r in records] for label, key in keys.items()}
     x = np.arange(len(names))
     width = 0.38
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(names) + 2), 4.5))
+    lows = []
     for i, (metric, values) in enumerate(metrics.items()):
-        bars = ax.bar(x + (i - 0.5) * width, values, width, label=metric)
-        ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2, fontsize=8)
-    low = min(min(v) for v in metrics.values())
+        spans = [(intervals or {}).get(n) or {} for n in names]
+        bounds = [s.get(keys[metric]) or [v, v] for s, v in zip(spans, values)]
+        err = np.array([[v - b[0] for v, b in zip(values, bounds)], [b[1] - v for v, b in zip(values, bounds)]])
+        lows += [b[0] for b in bounds]
+        bars = ax.bar(x + (i - 0.5) * width, values, width, label=metric,
+                      yerr=np.clip(err, 0, None) if intervals else None, capsize=3)
+        ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2, fontsize=8, label_type="center")
+    low = min(min(min(v) for v in metrics.values()), *lows)
     floor = max(0.0, np.floor((low - 0.05) * 10) / 10)  # zoom in, but say where the axis starts
     ax.set_ylim(floor, 1.02)
     crowded = len(names) > 4 or max(map(len, names)) > 14
     ax.set_xticks(x, names, rotation=20 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel(f"test score (axis from {floor:.1f})" if floor else "test score")
-    ax.set_title("Model comparison on the test split")
+    ax.set_title("Model comparison on the test split" + (" (bars: bootstrap intervals)" if intervals else ""))
     ax.legend(loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -342,7 +353,8 @@ def build_report(project: Project) -> str:
     settings, seed = project.configs.project.report, project.configs.project.seed
     analysis = analyse(records, settings, seed)
     outputs = [key for kind in KINDS if (key := write_summary(storage, kind, by_kind[kind]))]
-    outputs.append(save_figure(storage, layout.figure_results(COMPARISON), comparison_figure(records)))
+    outputs.append(save_figure(storage, layout.figure_results(COMPARISON),
+                               comparison_figure(records, analysis.intervals)))
     for record in records:
         outputs.append(save_figure(storage, layout.figure_results(confusion_name(record["model"])),
                                    confusion_figure(record)))
