@@ -28,9 +28,12 @@ keys (``s3:prefix``, ``aws:RequestTag/...``, ``aws:ResourceTag/...`` from the
 tags a test says the resources have, ``ec2:Region``, ``ec2:CreateAction``); a
 condition whose key the request does not have does not match. A call that acts
 on several resources is checked on each (:func:`expand`): ``DeleteObjects``
-per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id, and
+per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id,
+``CreateEndpoint`` on the endpoint and on its endpoint config, and
 ``RunInstances`` per resource type it touches, with the ``CreateTags`` that
-its ``TagSpecifications`` imply. No ``Deny``, ``NotAction`` or ``NotResource``:
+its ``TagSpecifications`` imply (and ``CreateLaunchTemplate`` likewise). Auto
+Scaling calls act on the group's ARN, with ``aws:RequestTag``/``aws:ResourceTag``
+and ``aws:RequestedRegion``. No ``Deny``, ``NotAction`` or ``NotResource``:
 our policies use none.
 """
 
@@ -168,6 +171,9 @@ def load(path: str | Path) -> list[Call]:
 
 # --- resources and context keys of a call -----------------------------------------------------------
 LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
+# SageMaker parameter naming a resource -> its ARN's resource type, the first one present wins
+SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("EndpointName", "endpoint"),
+                       ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"))
 # an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's
 # condition keys as "_context"
 
@@ -190,10 +196,10 @@ def target(call: Call, region: str, account: str,
             raise AssertionError("expand DeleteObjects first")
         return f"arn:aws:s3:::{bucket}", {}
     if call.service == "sagemaker":
-        name = p.get("TrainingJobName")
         context = {f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])}
-        if name:
-            return f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}", context
+        for key, kind in SAGEMAKER_RESOURCES:  # CreateEndpoint names two: see :func:`expand`
+            if p.get(key):
+                return f"arn:aws:sagemaker:{region}:{account}:{kind}/{str(p[key]).lower()}", context
         return "*", context
     if call.service == "logs":
         group = f"arn:aws:logs:{region}:{account}:log-group:{p.get('logGroupName', '')}"
@@ -211,6 +217,15 @@ def target(call: Call, region: str, account: str,
     if call.service == "budgets":
         name = p.get("Budget", {}).get("BudgetName") or p.get("BudgetName") or "*"
         return f"arn:aws:budgets::{account}:budget/{name}", {}
+    if call.service == "autoscaling":
+        context = {"aws:RequestedRegion": region}
+        if call.operation.startswith("Describe"):  # no resource-level permissions
+            return "*", context
+        name = p.get("AutoScalingGroupName") or next((t["ResourceId"] for t in p.get("Tags", [])), "")
+        if call.operation in ("CreateAutoScalingGroup", "CreateOrUpdateTags"):
+            context.update({f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])})
+        context.update({f"aws:ResourceTag/{k}": v for k, v in (tags or {}).get(name, {}).items()})
+        return f"arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{name}", context
     if call.service == "ec2":
         context = {"ec2:Region": region, **{k: str(v) for k, v in p.get("_context", {}).items()}}
         resource = p.get("_resource")
@@ -268,6 +283,23 @@ def expand(call: Call) -> list[Call]:
                 for i in ids]
     if call.service == "ec2" and call.operation == "RunInstances":
         return _run_instances(call)
+    if call.service == "ec2" and call.operation == "CreateLaunchTemplate":  # tagged on create: CreateTags too
+        tagged = {f"aws:RequestTag/{t['Key']}": t["Value"] for spec in p.get("TagSpecifications", [])
+                  if spec.get("ResourceType") == "launch-template" for t in spec.get("Tags", [])}
+        return [Call("ec2", "CreateLaunchTemplate", {"_resource": "launch-template/new", "_context": tagged},
+                     call.ours, call.region),
+                Call("ec2", "CreateTags", {"_resource": "launch-template/new",
+                                           "_context": {**tagged, "ec2:CreateAction": "CreateLaunchTemplate"}},
+                     call.ours, call.region)]
+    if call.service == "ec2" and call.operation in ("CreateLaunchTemplateVersion", "DeleteLaunchTemplate"):
+        # the template as a resource; tests key its tags by name (AWS by id: the same template)
+        return [Call("ec2", call.operation, {"_resource": f"launch-template/{p['LaunchTemplateName']}"},
+                     call.ours, call.region)]
+    if call.service == "sagemaker" and call.operation == "CreateEndpoint":  # IAM checks the endpoint and its config
+        tags = {"Tags": p["Tags"]} if "Tags" in p else {}
+        return [Call("sagemaker", call.operation, {"EndpointName": p["EndpointName"], **tags}, call.ours, call.region),
+                Call("sagemaker", call.operation, {"EndpointConfigName": p["EndpointConfigName"], **tags}, call.ours,
+                     call.region)]
     return [call]
 
 

@@ -61,6 +61,16 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     assert by_sid["ManageTrainingJobs"]["Resource"] == [jobs]
     assert by_sid["ListTrainingJobs"] == {"Sid": "ListTrainingJobs", "Effect": "Allow",
                                           "Action": ["sagemaker:ListTrainingJobs"], "Resource": "*"}
+    # sagemaker deploy/undeploy/invoke: models, endpoint configs and endpoints named multitype-*, made with our tag
+    sm = "arn:aws:sagemaker:us-east-1:123456789012"
+    hosting = [f"{sm}:endpoint-config/multitype-*", f"{sm}:endpoint/multitype-*", f"{sm}:model/multitype-*"]
+    assert by_sid["DeployEndpoints"]["Action"] == ["sagemaker:AddTags", "sagemaker:CreateEndpoint",
+                                                   "sagemaker:CreateEndpointConfig", "sagemaker:CreateModel"]
+    assert by_sid["DeployEndpoints"]["Resource"] == hosting
+    assert by_sid["DeployEndpoints"]["Condition"] == by_sid["LaunchTrainingJobs"]["Condition"]
+    assert by_sid["ManageEndpoints"]["Resource"] == hosting and "Condition" not in by_sid["ManageEndpoints"]
+    assert by_sid["InvokeEndpoints"] == {"Sid": "InvokeEndpoints", "Effect": "Allow",
+                                         "Action": ["sagemaker:InvokeEndpoint"], "Resource": [f"{sm}:endpoint/multitype-*"]}
     # the role ARN of project.yaml (launch_helpers: arn:aws:iam::123456789012:role/MultitypeSageMaker)
     assert by_sid["PassSageMakerRole"]["Resource"] == ["arn:aws:iam::123456789012:role/MultitypeSageMaker"]
     assert by_sid["PassSageMakerRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
@@ -73,12 +83,23 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     ec2 = "arn:aws:ec2:us-east-1:123456789012"
     for sid in ("RunTaggedInstances", "TagOnLaunch"):
         assert by_sid[sid]["Resource"] == [f"{ec2}:instance/*", f"{ec2}:spot-instances-request/*", f"{ec2}:volume/*"]
-    # List actions have no resource-level permissions: "*", EC2's held to the project's region
+    # List actions have no resource-level permissions: "*", EC2's and Auto Scaling's held to the project's region
     wildcard = [a for s in by_sid.values() if s["Resource"] == "*" for a in s["Action"]]
-    assert sorted(wildcard) == ["ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
-                                "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory",
-                                "pricing:GetProducts", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity"]
+    assert sorted(wildcard) == ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies",
+                                "autoscaling:DescribeScalingActivities", "autoscaling:DescribeScheduledActions",
+                                "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
+                                "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSpotInstanceRequests",
+                                "ec2:DescribeSpotPriceHistory", "pricing:GetProducts", "sagemaker:ListEndpoints",
+                                "sagemaker:ListTrainingJobs",
+                                "sts:GetCallerIdentity"]
     assert by_sid["DescribeEc2"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
+    assert by_sid["DescribeServeTemplates"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
+    assert by_sid["DescribeServeGroups"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    # the serving fleet: groups named multitype-*, created with the project's tag, changed only while they carry it
+    groups = ["arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/multitype-*"]
+    assert by_sid["CreateServeGroup"]["Resource"] == groups == by_sid["ManageServeGroup"]["Resource"]
+    assert by_sid["CreateServeGroup"]["Condition"] == by_sid["RunTaggedInstances"]["Condition"]
+    assert by_sid["ManageServeGroup"]["Condition"] == ours == by_sid["ChangeServeTemplate"]["Condition"]
     # budgets: read all (doctor looks for any budget with alerts), change only multitype-* (cost budget create)
     assert by_sid["ReadBudgets"]["Resource"] == ["arn:aws:budgets::123456789012:budget/*"]
     assert by_sid["CreateOurBudget"] == {"Sid": "CreateOurBudget", "Effect": "Allow",
@@ -94,6 +115,9 @@ def test_job_roles_logs_and_image() -> None:
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/TrainingJobs"
     assert sm["TrainingJobLogs"]["Resource"] == [group, f"{group}:*"]  # the reference's form and the long-used one
     assert sm["PullTrainingImage"]["Resource"] == ["arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training"]
+    assert sm["PullInferenceImage"]["Resource"] == ["arn:aws:ecr:us-east-1:763104351884:repository/pytorch-inference"]
+    endpoints = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/multitype-*"
+    assert sm["EndpointLogs"]["Resource"] == [endpoints, f"{endpoints}:*"]
     ec2 = {s["Sid"]: s for s in _statements(iam.policy("ec2-profile", _scope()))}
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/multitype/ec2"
     assert ec2["InstanceLogs"]["Resource"] == [group, f"{group}:*"]
@@ -135,7 +159,7 @@ ACCEPTED = {
 
 @pytest.mark.parametrize("kind", iam.KINDS)
 def test_parliament_finds_nothing_unexpected(kind: str) -> None:
-    parliament = pytest.importorskip("parliament")
+    import parliament  # a test dependency: a missing one fails here rather than skipping the lint
     doc = iam.policy(kind, _scope())
     findings = parliament.analyze_policy_string(json.dumps(doc), include_community_auditors=True).findings
     assert {f.issue for f in findings} == ACCEPTED[kind], [(f.issue, f.detail) for f in findings]

@@ -208,8 +208,11 @@ def test_train_notice_checkpoint_shutdown_then_a_second_instance_resumes_and_fin
     assert "spot interruption notice: terminate at" in log1 and "Traceback" not in log1
     stopped_at = spot.resume_step(root, s3_server)
     total = 12 * 3
-    assert 0 < stopped_at < total, stopped_at
-    assert f"checkpoint saved at step {stopped_at}" in log1
+    assert 0 < stopped_at <= total, stopped_at
+    if stopped_at < total:
+        assert f"checkpoint saved at step {stopped_at}" in log1
+    else:  # on a loaded machine the last epoch can end before the notice: it lands in the final evaluation
+        assert "during the final evaluation; training is complete and checkpointed" in log1
     bucket, _, prefix = root[len("s3://"):].partition("/")
     assert f"{prefix}/results/transformer/{spot.SLUG}_metrics.json" not in s3_server.list_keys(bucket, prefix)
     assert request_state(ec2, request1) == "active" and "cancelled the persistent spot request" not in log1
