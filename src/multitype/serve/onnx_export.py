@@ -109,14 +109,19 @@ def _logits_only(model: Any) -> Any:
 
 
 def quantize_int8(source: Path, dest: Path) -> Path:
-    """Dynamic int8 quantisation (ONNX Runtime): int8 weights, activations quantised per call at run time."""
+    """Dynamic int8 quantisation (ONNX Runtime): int8 weights, one scale per output channel, activations
+    quantised per call at run time.
+
+    Per channel rather than one scale per tensor: on the benchmark's MiniLM (16 texts x 128 tokens) the
+    largest logit difference from float32 fell from 0.16 to 0.05 at the same speed (177-178 ms a batch).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process (its shape inference fails on this graph)
     try:
-        quantize_dynamic(str(source), str(dest), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(dest), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         root.setLevel(level)
     return dest
