@@ -6,7 +6,7 @@
   8 steps (one epoch of 128 articles, ``max_length`` 64, learning rate 6e-4) by
   ``multitype train transformer`` on its own prepared root, so the serving and ONNX tests
   run real, trained weights (tests/serve/test_onnx.py asserts a test accuracy of at least 0.75
-  on its 16 test articles; 15-60 s on 2 cores).
+  on its 16 test articles; 7-15 s on 2 cores with little else running).
 """
 
 from __future__ import annotations
