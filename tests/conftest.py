@@ -523,7 +523,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         # the server runs uvicorn/gunicorn workers in its own session: stop the whole group it leads
         try:
             os.killpg(proc.pid, 15)
-            proc.wait(timeout=10)
+            proc.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, 9)
             proc.wait(timeout=5)

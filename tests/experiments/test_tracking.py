@@ -113,6 +113,29 @@ def test_a_transformer_run_logs_steps_epochs_final_metrics_and_the_model(mlflow_
     assert artifacts(client, run.info.run_id, "manifest") == {"manifest/manifest.json"}
 
 
+@pytest.mark.slow  # SeaweedFS and a new SQLite store
+def test_an_s3_root_tracks_in_the_working_folder_with_a_note(s3_server, tmp_path: Path, cli,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from multitype.storage import Storage
+
+    local = write_processed(tmp_path / "local")
+    root = f"s3://{s3_server.make_bucket('track')}/proj"
+    storage = Storage(root, endpoint_url=s3_server.endpoint_url)
+    for path in sorted((local / "data/processed").iterdir()):
+        storage.put_file(path, f"data/processed/{path.name}")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    configs = write_configs(tmp_path / "configs", project=project_yaml(experiment="bbc"))
+    result = cli("train", "baseline", "--root", root, "--config-dir", configs)
+    assert result.exit_code == 0, result.stderr
+    assert (f"note: the root is on S3 and an MLflow store cannot be: runs are tracked in {work}/runs/mlflow on this "
+            f"machine (set tracking.uri to an MLflow server to keep them elsewhere)") in result.stderr
+    runs = runs_by_name(MlflowClient(f"sqlite:///{work}/runs/mlflow/mlflow.db"), "bbc")
+    assert set(runs) == {"logreg", "linear_svm"} and all(r.info.status == "FINISHED" for r in runs.values())
+    assert not [k for k in storage.walk_files("runs") if "mlflow" in k]
+
+
 # -- bad input: a warning line, training completes -------------------------------------------------------------
 def _warning(stderr: str) -> str:
     [line] = [line for line in stderr.splitlines() if line.startswith("warning:")]
