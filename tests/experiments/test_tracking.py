@@ -176,7 +176,8 @@ def test_a_malformed_tracking_uri_is_a_warning(tmp_path: Path, cli, uri: str, ex
 def test_tracking_without_mlflow_installed_names_the_extra(tracked_project, cli,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     root, configs = tracked_project
-    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
+    for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import mlflow` (and mlflow.entities) raises ImportError
     result = cli("train", "baseline", "--root", root, "--config-dir", configs)
     assert result.exit_code == 0, result.stderr
     assert _warning(result.stderr) == ("warning: tracking.mlflow is on but MLflow is not installed "

@@ -63,25 +63,29 @@ class Tracker:
     def active(self) -> bool:
         return self.client is not None and self.run_id is not None
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> None:
+        """``client.<method>(run_id, *args, **kwargs)``; a failure is one warning and turns tracking off."""
         if not self.active:
             return
         try:
-            fn(*args, **kwargs)
+            getattr(self.client, method)(self.run_id, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - tracking must never fail training
             self._warn(f"MLflow tracking stopped: {what} failed at {self.where} ({_short(exc)}); training goes on")
             self.client = None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Flat ``{dotted.key: value}`` parameters (values cut to MLflow's limit)."""
+        if not self.active:  # mlflow may not even be installed
+            return
         from mlflow.entities import Param
 
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self._call("logging parameters", self.client.log_batch if self.active else None, self.run_id,
-                       params=items[start:start + 100])
+            self._call("logging parameters", "log_batch", params=items[start:start + 100])
 
     def log_metrics(self, metrics: Mapping[str, float | int | None], step: int | None = None) -> None:
+        if not self.active:
+            return
         import time
 
         from mlflow.entities import Metric
@@ -90,7 +94,7 @@ class Tracker:
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if items:
-            self._call("logging metrics", self.client.log_batch if self.active else None, self.run_id, metrics=items)
+            self._call("logging metrics", "log_batch", metrics=items)
 
     def log_record(self, record: Mapping[str, Any], step: int | None = None) -> None:
         """The final metrics of a ``*_metrics.json`` record: ``<split>_<metric>`` per split, and the timings."""
@@ -102,18 +106,17 @@ class Tracker:
         self.log_metrics(values, step=step)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        if not self.active:
+            return
         from mlflow.entities import RunTag
 
-        self._call("setting tags", self.client.log_batch if self.active else None, self.run_id,
-                   tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._call("setting tags", "log_batch", tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_file(self, local: str | os.PathLike[str], folder: str | None = None) -> None:
-        self._call(f"uploading {Path(local).name}", self.client.log_artifact if self.active else None,
-                   self.run_id, str(local), folder)
+        self._call(f"uploading {Path(local).name}", "log_artifact", str(local), folder)
 
     def log_folder(self, local: str | os.PathLike[str], folder: str) -> None:
-        self._call(f"uploading {folder}/", self.client.log_artifacts if self.active else None,
-                   self.run_id, str(local), folder)
+        self._call(f"uploading {folder}/", "log_artifacts", str(local), folder)
 
     def log_keys(self, storage: Any, keys: Iterable[str], folder: str) -> None:
         """Files of the root (figures, the manifest) as artifacts under ``folder``; missing ones are skipped."""
@@ -141,7 +144,7 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         """Close the run: ``FINISHED``, ``FAILED`` or ``KILLED`` (an interrupted run, resumable)."""
-        self._call("closing the run", self.client.set_terminated if self.active else None, self.run_id, status)
+        self._call("closing the run", "set_terminated", status)
         self.client = None
 
 
