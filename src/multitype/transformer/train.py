@@ -259,12 +259,6 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
     elif resume == "auto" and checkpoint.checkpoint_keys(places.storage, slug, places.key):
         say(f"no valid checkpoint of {slug} to resume from: starting fresh")
     precision = runtime.resolve_precision(params.precision, rt.device, caution)
-    # tracking (main process): a server that does not answer is a warning here, before any data or weights
-    tracker = tracking.Tracker()
-    if rt.is_main:
-        resumed_tracking = point.state["train_state"].get("tracking_run_id") if point is not None else None
-        tracker = tracking.start(project, "transformer", params.model_name, caution, say,
-                                 params=params.model_dump(mode="json"), resume_run_id=resumed_tracking)
 
     # data: tokenised once, kept in memory
     tokenizer = models.load_tokenizer(source)
@@ -296,7 +290,6 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                     f"continues from the same example, the step count and schedule are recomputed")
             state.iteration = state.iteration * saved_world // rt.world_size
         point.close()
-    state.tracking_run_id = tracker.run_id or state.tracking_run_id
     if rt.distributed:
         torch.manual_seed(seed + 1000 * rt.rank)  # different dropout masks per process
         from torch.nn.parallel import DistributedDataParallel
@@ -315,6 +308,14 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                                               replace_others=point is None)
         if point is not None:
             checkpoints.last_step = state.global_step  # already saved: a stop before the next step saves nothing
+
+    # tracking (main process), last, so that a failed setup leaves no MLflow run open: a server that does
+    # not answer is a warning here, before the first step; a resumed run continues its MLflow run
+    tracker = tracking.Tracker()
+    if rt.is_main:
+        tracker = tracking.start(project, "transformer", params.model_name, caution, say,
+                                 params=params.model_dump(mode="json"), resume_run_id=state.tracking_run_id or None)
+        state.tracking_run_id = tracker.run_id or state.tracking_run_id
     return Run(project=project, params=params, rt=rt, source=source, identity=identity, label_names=label_names,
                seed=seed, precision=precision, tokenizer=tokenizer, data=data, sampler=sampler,
                steps_per_epoch=steps_per_epoch, total_steps=total_steps,
