@@ -74,6 +74,11 @@ def final_model(name: str) -> str:
     return f"models/final/{name}"
 
 
+def deployed_model(name: str) -> str:
+    """``models/deploy/<model name>/model.tar.gz``: what a SageMaker endpoint's model was created from."""
+    return f"models/deploy/{name}/model.tar.gz"
+
+
 def figure_data(name: str) -> str:
     return f"{FIGURES_DATA}/{name}.png"
 

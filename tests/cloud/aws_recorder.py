@@ -28,7 +28,8 @@ keys (``s3:prefix``, ``aws:RequestTag/...``, ``aws:ResourceTag/...`` from the
 tags a test says the resources have, ``ec2:Region``, ``ec2:CreateAction``); a
 condition whose key the request does not have does not match. A call that acts
 on several resources is checked on each (:func:`expand`): ``DeleteObjects``
-per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id, and
+per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id,
+``CreateEndpoint`` on the endpoint and on its endpoint config, and
 ``RunInstances`` per resource type it touches, with the ``CreateTags`` that
 its ``TagSpecifications`` imply. No ``Deny``, ``NotAction`` or ``NotResource``:
 our policies use none.
@@ -168,6 +169,9 @@ def load(path: str | Path) -> list[Call]:
 
 # --- resources and context keys of a call -----------------------------------------------------------
 LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
+# SageMaker parameter naming a resource -> its ARN's resource type, the first one present wins
+SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("EndpointName", "endpoint"),
+                       ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"))
 # an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's
 # condition keys as "_context"
 
@@ -190,10 +194,10 @@ def target(call: Call, region: str, account: str,
             raise AssertionError("expand DeleteObjects first")
         return f"arn:aws:s3:::{bucket}", {}
     if call.service == "sagemaker":
-        name = p.get("TrainingJobName")
         context = {f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])}
-        if name:
-            return f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}", context
+        for key, kind in SAGEMAKER_RESOURCES:  # CreateEndpoint names two: see :func:`expand`
+            if p.get(key):
+                return f"arn:aws:sagemaker:{region}:{account}:{kind}/{str(p[key]).lower()}", context
         return "*", context
     if call.service == "logs":
         group = f"arn:aws:logs:{region}:{account}:log-group:{p.get('logGroupName', '')}"
@@ -268,6 +272,11 @@ def expand(call: Call) -> list[Call]:
                 for i in ids]
     if call.service == "ec2" and call.operation == "RunInstances":
         return _run_instances(call)
+    if call.service == "sagemaker" and call.operation == "CreateEndpoint":  # IAM checks the endpoint and its config
+        tags = {"Tags": p["Tags"]} if "Tags" in p else {}
+        return [Call("sagemaker", call.operation, {"EndpointName": p["EndpointName"], **tags}, call.ours, call.region),
+                Call("sagemaker", call.operation, {"EndpointConfigName": p["EndpointConfigName"], **tags}, call.ours,
+                     call.region)]
     return [call]
 
 

@@ -61,6 +61,16 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     assert by_sid["ManageTrainingJobs"]["Resource"] == [jobs]
     assert by_sid["ListTrainingJobs"] == {"Sid": "ListTrainingJobs", "Effect": "Allow",
                                           "Action": ["sagemaker:ListTrainingJobs"], "Resource": "*"}
+    # sagemaker deploy/undeploy/invoke: models, endpoint configs and endpoints named multitype-*, made with our tag
+    sm = "arn:aws:sagemaker:us-east-1:123456789012"
+    hosting = [f"{sm}:endpoint-config/multitype-*", f"{sm}:endpoint/multitype-*", f"{sm}:model/multitype-*"]
+    assert by_sid["DeployEndpoints"]["Action"] == ["sagemaker:AddTags", "sagemaker:CreateEndpoint",
+                                                   "sagemaker:CreateEndpointConfig", "sagemaker:CreateModel"]
+    assert by_sid["DeployEndpoints"]["Resource"] == hosting
+    assert by_sid["DeployEndpoints"]["Condition"] == by_sid["LaunchTrainingJobs"]["Condition"]
+    assert by_sid["ManageEndpoints"]["Resource"] == hosting and "Condition" not in by_sid["ManageEndpoints"]
+    assert by_sid["InvokeEndpoints"] == {"Sid": "InvokeEndpoints", "Effect": "Allow",
+                                         "Action": ["sagemaker:InvokeEndpoint"], "Resource": [f"{sm}:endpoint/multitype-*"]}
     # the role ARN of project.yaml (launch_helpers: arn:aws:iam::123456789012:role/MultitypeSageMaker)
     assert by_sid["PassSageMakerRole"]["Resource"] == ["arn:aws:iam::123456789012:role/MultitypeSageMaker"]
     assert by_sid["PassSageMakerRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
@@ -77,7 +87,8 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     wildcard = [a for s in by_sid.values() if s["Resource"] == "*" for a in s["Action"]]
     assert sorted(wildcard) == ["ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
                                 "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory",
-                                "pricing:GetProducts", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity"]
+                                "pricing:GetProducts", "sagemaker:ListEndpoints", "sagemaker:ListTrainingJobs",
+                                "sts:GetCallerIdentity"]
     assert by_sid["DescribeEc2"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
     # budgets: read all (doctor looks for any budget with alerts), change only multitype-* (cost budget create)
     assert by_sid["ReadBudgets"]["Resource"] == ["arn:aws:budgets::123456789012:budget/*"]
@@ -94,6 +105,9 @@ def test_job_roles_logs_and_image() -> None:
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/TrainingJobs"
     assert sm["TrainingJobLogs"]["Resource"] == [group, f"{group}:*"]  # the reference's form and the long-used one
     assert sm["PullTrainingImage"]["Resource"] == ["arn:aws:ecr:us-east-1:763104351884:repository/pytorch-training"]
+    assert sm["PullInferenceImage"]["Resource"] == ["arn:aws:ecr:us-east-1:763104351884:repository/pytorch-inference"]
+    endpoints = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/multitype-*"
+    assert sm["EndpointLogs"]["Resource"] == [endpoints, f"{endpoints}:*"]
     ec2 = {s["Sid"]: s for s in _statements(iam.policy("ec2-profile", _scope()))}
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/multitype/ec2"
     assert ec2["InstanceLogs"]["Resource"] == [group, f"{group}:*"]

@@ -5,6 +5,8 @@ operation (botocore's ``provide-client-params`` event) of three principals:
 
 - the launcher (in-process, :func:`aws_recorder.recording`): ``sync push
   --delete``, ``sagemaker launch``/``list``/``status``/``logs``/``collect``,
+  ``sagemaker deploy``/``endpoints``/``invoke``/``undeploy`` (of the baseline
+  trained on the S3 root below),
   ``iam policy launcher``, ``cost budget create``, ``cost refresh`` (Price List
   API and spot price history), ``sync archive --yes``, ``doctor`` (STS, the
   bucket round trip, IAM reads, Budgets, EC2 and SageMaker listings), ``sync
@@ -53,6 +55,7 @@ from multitype.cloud import iam
 from tests.cloud import aws_recorder as rec
 from tests.cloud.jobs_helpers import put_lines
 from tests.cloud.launch_helpers import make_project
+from tests.cloud.test_sagemaker_deploy import queue_invoke_answer
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ADMIN_ONLY = {  # `iam policy --create` is run once by an administrator, not with the launcher policy
@@ -82,8 +85,12 @@ def _broader(call: rec.Call, prefix: str) -> list[tuple[rec.Call, Mapping[str, M
             out.append((rec.Call("s3", call.operation, {**p, "Key": p["Key"].replace(prefix, sibling, 1)}), None))
         elif "Prefix" in p:
             out.append((rec.Call("s3", call.operation, {**p, "Prefix": f"{sibling}/"}), None))
-    if call.service == "sagemaker" and "TrainingJobName" in p:
-        out.append((rec.Call("sagemaker", call.operation, {**p, "TrainingJobName": "prod-pipeline-1"}), None))
+    if call.service == "sagemaker":
+        for key, _ in rec.SAGEMAKER_RESOURCES:  # another job, model, endpoint config or endpoint
+            if key in p:
+                out.append((rec.Call("sagemaker", call.operation, {**p, key: "prod-pipeline-1"}), None))
+        if call.operation.startswith("Create"):  # created without the project's tag
+            out.append((rec.Call("sagemaker", call.operation, {k: v for k, v in p.items() if k != "Tags"}), None))
     if call.service == "logs" and "logGroupName" in p:
         out.append((rec.Call("logs", call.operation, {**p, "logGroupName": "/aws/lambda/billing"}), None))
     if call.action == "budgets:ModifyBudget":
@@ -263,6 +270,18 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     with rec.recording(monkeypatch) as job_calls:
         res = cli("train", "baseline", "--models", "logreg", "--root", remote, "--config-dir", configs)
         assert res.exit_code == 0, res.stderr
+    # the launcher again: the baseline just trained on the S3 root behind an endpoint, invoked, listed, removed
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", aws_env.endpoint_url)
+    queue_invoke_answer(aws_env.endpoint_url, json.dumps({"labels": ["business"], "score_kind": "prob",
+                                                          "scores": [{"business": 1.0}]}))
+    on_remote = ["--root", remote, "--config-dir", configs]
+    with rec.recording(monkeypatch) as deploy_calls:
+        for args in (["sagemaker", "deploy", "logreg", *on_remote], ["sagemaker", "endpoints", *on_remote],
+                     ["sagemaker", "invoke", "multitype-logreg", "--text", "Shares fell.", *on_remote],
+                     ["sagemaker", "undeploy", "multitype-logreg", "--yes", *on_remote]):
+            res = cli(*args)
+            assert res.exit_code == 0, (args, res.stderr)
+    launcher_calls += deploy_calls
     instance_calls, spot_tags = _instance_flow(tmp_path, s3_server, imds_stub)
 
     ours = [c for c in launcher_calls if c.ours]
@@ -275,17 +294,22 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
                      "sagemaker:DescribeTrainingJob", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity",
                      "iam:GetRole", "iam:GetRolePolicy", "iam:GetInstanceProfile", "budgets:CreateBudget",
                      "budgets:DescribeBudgets", "budgets:DescribeNotificationsForBudget", "pricing:GetProducts",
-                     "ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances", "logs:GetLogEvents"):
+                     "ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances", "logs:GetLogEvents",
+                     "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
+                     "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:ListEndpoints",
+                     "sagemaker:InvokeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig",
+                     "sagemaker:DeleteModel"):
         assert expected in operations, (expected, sorted(operations))
     scope = _scope(bucket)
     launcher = iam.policy("launcher", scope)
     _check(launcher, ours, tags=ec2_tags)
-    for call in (c for c in ours if c.operation == "CreateTrainingJob"):  # the role it hands over
-        assert rec.allowed(launcher, "iam:PassRole", call.params["RoleArn"],
+    for call in (c for c in ours if c.operation in ("CreateTrainingJob", "CreateModel")):  # the role handed over
+        role = call.params.get("RoleArn") or call.params["ExecutionRoleArn"]
+        assert rec.allowed(launcher, "iam:PassRole", role,
                            {"iam:PassedToService": "sagemaker.amazonaws.com"})
         assert not rec.allowed(launcher, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/Admin",
                                {"iam:PassedToService": "sagemaker.amazonaws.com"})
-        assert not rec.allowed(launcher, "iam:PassRole", call.params["RoleArn"],
+        assert not rec.allowed(launcher, "iam:PassRole", role,
                                {"iam:PassedToService": "lambda.amazonaws.com"})
 
     # the instance: everything its user data and training called, with the EC2 profile of its own root

@@ -232,3 +232,129 @@ def job_collect(job: JobArg = None,
                        echo=_note)
     _note(f"collected {len(done['models'])} model(s) of {name} into {proj.storage.url()}; "
           "'multitype report' compares them with the local runs")
+
+
+# --- deploy, invoke, undeploy, endpoints ----------------------------------------------------------
+EndpointArg = Annotated[str, typer.Argument(help="Endpoint name (multitype-...).", show_default=False)]
+
+
+@app.command("deploy")
+def endpoint_deploy(
+    source: Annotated[str, typer.Argument(help="A model folder (local or s3://), a name under the root's models/final, or a Completed training job of this project.", show_default=False)],
+    instance_type: Annotated[Optional[str], typer.Option("--instance-type", help="Real-time endpoint instance type [default: ml.c5.xlarge].")] = None,
+    instance_count: Annotated[int, typer.Option("--instance-count", help="Instances of a real-time endpoint.")] = 1,
+    serverless: Annotated[bool, typer.Option("--serverless", help="A serverless endpoint (CPU, pay per request).")] = False,
+    memory_mb: Annotated[Optional[int], typer.Option("--memory-mb", help="Serverless memory: 1024..6144 in steps of 1024 [default: 3072].")] = None,
+    max_concurrency: Annotated[Optional[int], typer.Option("--max-concurrency", help="Serverless concurrent invocations, 1..200 [default: 5].")] = None,
+    endpoint_name: Annotated[Optional[str], typer.Option("--endpoint-name", help="[default: multitype-<model name>].")] = None,
+    image_uri: Annotated[Optional[str], typer.Option("--image-uri", help="Inference image [default: the AWS PyTorch inference image from sagemaker-core's catalog].")] = None,
+    role: Annotated[Optional[str], typer.Option("--role", help="Execution role ARN (default: SAGEMAKER_ROLE, else aws.sagemaker_role).")] = None,
+    remote: Annotated[Optional[str], typer.Option("--remote", help="S3 root for model.tar.gz (default: storage.remote).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the endpoint is InService (exit 2 if it fails).")] = False,
+    max_wait_seconds: Annotated[float, typer.Option("--max-wait-seconds", min=0.0, help="Give up waiting after this long.")] = 1800.0,
+    poll_seconds: PollOpt = 30.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the three validated requests as JSON; upload and create nothing.")] = False,
+    root: RootOpt = None,
+    config_dir: ConfigDirOpt = "configs",
+) -> None:
+    """Package a model as model.tar.gz (with code/inference.py), upload it and create a SageMaker endpoint."""
+    from multitype.cloud.sagemaker import deploy as dep
+
+    proj = project("sagemaker deploy", root, config_dir)
+    opts = dep.DeployOptions(source=source, endpoint_name=endpoint_name, instance_type=instance_type,
+                             instance_count=instance_count, serverless=serverless, memory_mb=memory_mb,
+                             max_concurrency=max_concurrency, image_uri=image_uri, role=role, remote=remote,
+                             dry_run=dry_run)
+    result = dep.deploy(proj, opts, echo=_note)
+    if dry_run:
+        typer.echo(json.dumps(result.requests, indent=2))
+        _note(f"(dry run) nothing uploaded or created; model.tar.gz would go to {result.model_data_url}")
+        return
+    typer.echo(result.endpoint_name)
+    if wait:
+        dep.wait(proj.configs.project.aws, result.endpoint_name, poll_seconds=poll_seconds,
+                 max_seconds=max_wait_seconds, echo=_note)
+
+
+@app.command("invoke")
+def endpoint_invoke(
+    endpoint: EndpointArg,
+    text: Annotated[Optional[list[str]], typer.Option("--text", help="A text to classify (repeatable).")] = None,
+    file: Annotated[Optional[str], typer.Option("--file", help="A UTF-8 file with one text per line (blank lines skipped).")] = None,
+    as_json: JsonOpt = False,
+    root: RootOpt = None,
+    config_dir: ConfigDirOpt = "configs",
+) -> None:
+    """Classify texts with an endpoint: one line per text, label and its score."""
+    from pathlib import Path
+
+    from multitype.cloud.sagemaker import deploy as dep
+    from multitype.errors import UserError
+
+    proj = project("sagemaker invoke", root, config_dir)
+    texts = list(text or [])
+    if file is not None:
+        try:
+            texts += [line for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--file {file}: cannot read it as UTF-8 text ({exc.__class__.__name__}: {exc})") from None
+    answer = dep.invoke(proj.configs.project.aws, endpoint, texts)
+    if as_json:
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    kind = answer.get("score_kind", "prob")
+    for label, scores, sample in zip(answer["labels"], answer.get("scores") or [{}] * len(texts), texts):
+        score = scores.get(label)
+        shown = " ".join(sample.split())
+        typer.echo(f"{label}\t{kind}={score:.4f}\t{shown[:60] + ('...' if len(shown) > 60 else '')}"
+                   if isinstance(score, (int, float)) else f"{label}\t{shown[:60]}")
+
+
+@app.command("undeploy")
+def endpoint_undeploy(
+    endpoint: EndpointArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    root: RootOpt = None,
+    config_dir: ConfigDirOpt = "configs",
+) -> None:
+    """Delete an endpoint, its endpoint config and its model (the model.tar.gz in S3 stays)."""
+    import sys
+
+    from multitype.cloud.sagemaker import deploy as dep
+    from multitype.errors import UserError
+
+    proj = project("sagemaker undeploy", root, config_dir)
+    aws_config = proj.configs.project.aws
+    plan = dep.undeploy_plan(aws_config, endpoint)
+    listing = ", ".join(f"{kind.replace('_', ' ')} {name}" for kind, name in plan.delete)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"would delete {listing}; pass --yes to confirm without a terminal")
+        if not typer.confirm(f"Delete {listing}?", default=False, err=True):
+            _note("nothing deleted")
+            raise typer.Exit(1)
+    deleted = dep.undeploy(aws_config, plan, echo=_note)
+    _note(f"deleted {len(deleted)} resource(s) of endpoint {endpoint}")
+
+
+@app.command("endpoints")
+def endpoint_list(
+    all_endpoints: Annotated[bool, typer.Option("--all", help="Every endpoint in the account and region, not only multitype-... ones.")] = False,
+    as_json: JsonOpt = False, root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """SageMaker endpoints, newest first: name, status, created."""
+    from multitype.cloud.sagemaker import deploy as dep
+
+    proj = project("sagemaker endpoints", root, config_dir)
+    rows = dep.list_endpoints(proj.configs.project.aws, all_endpoints=all_endpoints)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _note("no endpoints" + ("" if all_endpoints else " named multitype-..."))
+        return
+    table = Table()
+    for column in ("endpoint", "status", "created"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(Text(r["endpoint"]), str(r["status"]), str(r["created"] or "-"))
+    _out().print(table)

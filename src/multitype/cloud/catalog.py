@@ -71,6 +71,31 @@ def check_instance_type(instance_type: str) -> str:
     raise AwsError(f"instance type {instance_type!r} is not a SageMaker training instance type; {hint}")
 
 
+@functools.lru_cache(maxsize=1)
+def hosting_instance_types() -> tuple[str, ...]:
+    """Every instance type a SageMaker endpoint can run on (botocore's ``ProductionVariantInstanceType`` enum)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return tuple(model.shape_for("ProductionVariantInstanceType").enum)
+
+
+def check_hosting_instance_type(instance_type: str) -> str:
+    """``instance_type`` if a SageMaker endpoint can run on it.
+
+    Raises
+    ------
+    AwsError
+        Not a hosting instance type; the message suggests the nearest names.
+    """
+    known = hosting_instance_types()
+    if instance_type in known:
+        return instance_type
+    near = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(near)}?" if near else "see 'aws sagemaker create-endpoint-config help'"
+    raise AwsError(f"--instance-type {instance_type!r} is not a SageMaker endpoint instance type; {hint}")
+
+
 def _family_gpus(instance_type: str) -> int:
     """GPUs of a type that sagemaker-core's table lacks (e.g. ml.g5.xlarge, ml.g6.*), from its family.
 
@@ -153,7 +178,13 @@ def _allowed(version: str, specifier: str) -> bool:
 
 def pytorch_training_image(region: str, instance_type: str, specifier: str | None = None,
                            py_version: str | None = None) -> TrainingImage:
-    """The AWS PyTorch training image for ``region`` and ``instance_type`` (CPU or GPU build).
+    """The AWS PyTorch training image for ``region`` and ``instance_type`` (see :func:`pytorch_image`)."""
+    return pytorch_image(region, instance_type, specifier, py_version, scope="training")
+
+
+def pytorch_image(region: str, instance_type: str, specifier: str | None = None, py_version: str | None = None,
+                  scope: str = "training") -> TrainingImage:
+    """The AWS PyTorch ``scope`` image (``training`` or ``inference``) for ``region`` and ``instance_type``.
 
     Parameters
     ----------
@@ -166,6 +197,8 @@ def pytorch_training_image(region: str, instance_type: str, specifier: str | Non
     py_version : str, optional
         Preferred ``pyXY``; default the local Python's. Images with another
         Python are taken only when none has this one.
+    scope : {"training", "inference"}
+        Which image family of sagemaker-core's catalog.
 
     Raises
     ------
@@ -176,7 +209,7 @@ def pytorch_training_image(region: str, instance_type: str, specifier: str | Non
 
     specifier = torch_requirement() if specifier is None else specifier
     wanted_py = py_version or _local_py()
-    config = image_uris.config_for_framework(IMAGE_FRAMEWORK)["training"]
+    config = image_uris.config_for_framework(IMAGE_FRAMEWORK)[scope]
     from packaging.version import Version
 
     candidates = []   # (prefers our python, version) for images in the region
@@ -193,14 +226,14 @@ def pytorch_training_image(region: str, instance_type: str, specifier: str | Non
         candidates.append((-abs(_minor(py) - _minor(wanted_py)) if py else -99, Version(version), version, py))
     if not candidates:
         where = f"regions with one: {', '.join(sorted(regions))}" if regions else "no region has one"
-        raise AwsError(f"no AWS PyTorch training image (torch {specifier or 'any'}) in region {region!r}; "
+        raise AwsError(f"no AWS PyTorch {scope} image (torch {specifier or 'any'}) in region {region!r}; "
                        f"{where}. Set aws.region in project.yaml or pass --image-uri")
     _, _, version, py = max(candidates)
     try:
         uri = image_uris.retrieve(IMAGE_FRAMEWORK, region=region, version=version, py_version=py,
-                                  instance_type=instance_type, image_scope="training")
+                                  instance_type=instance_type, image_scope=scope)
     except ValueError as exc:
-        raise AwsError(f"no AWS PyTorch training image for {instance_type} in {region}: {exc}") from None
+        raise AwsError(f"no AWS PyTorch {scope} image for {instance_type} in {region}: {exc}") from None
     return image_from_uri(uri, torch_version=version)
 
 

@@ -18,7 +18,9 @@ testable offline need, each with its reason:
   prefix (inputs, ``code/``, checkpoints, the model output and the training
   code's writes on the S3 root), CloudWatch Logs for
   ``/aws/sagemaker/TrainingJobs``, training metrics, and ECR pull for the AWS
-  Deep Learning Container images (account 763104351884).
+  Deep Learning Container images (account 763104351884); an endpoint of
+  ``sagemaker deploy`` runs with it too: ``model.tar.gz`` under the prefix, the
+  inference image, and its logs in ``/aws/sagemaker/Endpoints/multitype-*``.
 - ``ec2-profile``: what the instance's user data and training need: S3 on the
   prefix, CloudWatch Logs for ``/multitype/ec2``, and cancelling its own
   persistent spot request after a success or a failure (spot requests tagged
@@ -26,7 +28,8 @@ testable offline need, each with its reason:
   which IAM scopes to the region only).
 - ``launcher``: what the laptop user needs for every multitype command (sync,
   training on an S3 root, SageMaker and EC2 launches, logs, cost, budgets,
-  doctor), with ``iam:PassRole`` limited to the two roles, EC2 instances,
+  doctor, endpoints: models, endpoint configs and endpoints named
+  ``multitype-*``, created only with the project tag), with ``iam:PassRole`` limited to the two roles, EC2 instances,
   volumes and spot requests created, tagged and terminated only with the
   project's ``multitype:project`` tag (tags only as RunInstances puts them),
   and budgets changed only when named
@@ -64,6 +67,9 @@ PROJECT_TAG = "multitype:project"
 # AWS Deep Learning Containers (the SageMaker PyTorch training images of multitype.cloud.catalog)
 DLC_ACCOUNT = "763104351884"
 DLC_REPOSITORY = "pytorch-training"
+DLC_INFERENCE_REPOSITORY = "pytorch-inference"  # the image of `sagemaker deploy`'s endpoints
+ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints"
+ENDPOINT_PREFIX = "multitype-"  # endpoints, endpoint configs and models of `sagemaker deploy`
 DEFAULT_SAGEMAKER_ROLE = "multitype-sagemaker"
 DEFAULT_EC2_PROFILE = "multitype-ec2"
 INLINE_POLICY = "multitype"
@@ -88,6 +94,8 @@ IAM_ONLY: dict[str, tuple[str, ...]] = {
 # service prefix in IAM -> botocore service name
 SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "logs": "logs", "ecr": "ecr", "sts": "sts", "iam": "iam",
             "ec2": "ec2", "budgets": "budgets", "pricing": "pricing", "cloudwatch": "cloudwatch"}
+# further botocore services under the same IAM prefix (InvokeEndpoint is sagemaker-runtime's)
+MORE_SERVICES = {"sagemaker": ("sagemaker-runtime",)}
 
 # Actions allowed although no offline flow calls them, with why (the coverage test requires a reason here).
 REASONS: dict[str, str] = {
@@ -250,12 +258,17 @@ def sagemaker_role_policy(scope: Scope) -> dict[str, Any]:
     return {"Version": VERSION, "Statement": [
         *_s3(scope, JOB_DELETES, "ProjectS3"),
         _logs_write(scope, SAGEMAKER_LOG_GROUP, "TrainingJobLogs"),
+        # an endpoint of `sagemaker deploy` runs with this role too: its container logs go to its own group
+        _logs_write(scope, f"{ENDPOINT_LOG_GROUP}/{ENDPOINT_PREFIX}*", "EndpointLogs"),
         _statement("TrainingJobMetrics", ["cloudwatch:PutMetricData"], "*",
                    {"StringEquals": {"cloudwatch:namespace": SAGEMAKER_LOG_GROUP}}),
         _statement("PullImageToken", ["ecr:GetAuthorizationToken"], "*"),
         _statement("PullTrainingImage", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
                                          "ecr:GetDownloadUrlForLayer"],
                    [f"arn:aws:ecr:{scope.region}:{DLC_ACCOUNT}:repository/{DLC_REPOSITORY}"]),
+        _statement("PullInferenceImage", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                                          "ecr:GetDownloadUrlForLayer"],
+                   [f"arn:aws:ecr:{scope.region}:{DLC_ACCOUNT}:repository/{DLC_INFERENCE_REPOSITORY}"]),
     ]}
 
 
@@ -276,6 +289,8 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
     """The policy of the user (or CI) that runs multitype commands from a laptop."""
     bucket = f"arn:aws:s3:::{scope.bucket}"
     jobs = f"arn:aws:sagemaker:{scope.region}:{scope.account}:training-job/{JOB_PREFIX}*"
+    hosting = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
+               for kind in ("model", "endpoint-config", "endpoint")]
     tagged = {"StringEquals": {f"aws:RequestTag/{PROJECT_TAG}": scope.project}}
     made = [scope.ec2("instance/*"), scope.ec2("volume/*"), scope.ec2("spot-instances-request/*")]
     return {"Version": VERSION, "Statement": [
@@ -285,6 +300,14 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
         _statement("LaunchTrainingJobs", ["sagemaker:AddTags", "sagemaker:CreateTrainingJob"], [jobs], tagged),
         _statement("ManageTrainingJobs", ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"], [jobs]),
         _statement("ListTrainingJobs", ["sagemaker:ListTrainingJobs"], "*"),
+        # sagemaker deploy/undeploy/invoke/endpoints: models, endpoint configs and endpoints named multitype-*
+        _statement("DeployEndpoints", ["sagemaker:AddTags", "sagemaker:CreateEndpoint",
+                                       "sagemaker:CreateEndpointConfig", "sagemaker:CreateModel"], hosting, tagged),
+        _statement("ManageEndpoints", ["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig",
+                                       "sagemaker:DeleteModel", "sagemaker:DescribeEndpoint",
+                                       "sagemaker:DescribeEndpointConfig"], hosting),
+        _statement("InvokeEndpoints", ["sagemaker:InvokeEndpoint"], [hosting[2]]),
+        _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
         _statement("PassSageMakerRole", ["iam:PassRole"], [scope.role_arn(scope.sagemaker_role)],
                    {"StringEquals": {"iam:PassedToService": TRUST_FOR["sagemaker"]}}),
         _statement("PassInstanceRole", ["iam:PassRole"], [scope.role_arn(scope.ec2_role)],
@@ -364,7 +387,8 @@ def unknown_actions(document: Mapping[str, Any]) -> list[str]:
         if action in IAM_ONLY or (prefix == "sts" and name == "AssumeRole"):
             continue
         service = SERVICES.get(prefix)
-        if service is None or name not in loader.get_service_model(service).operation_names:
+        services = [service, *MORE_SERVICES.get(prefix, ())] if service else []
+        if not any(name in loader.get_service_model(s).operation_names for s in services):
             out.append(action)
     return out
 

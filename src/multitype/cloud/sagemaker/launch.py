@@ -141,7 +141,18 @@ def _plan(project: Project, opts: LaunchOptions) -> list[_Job]:
 
 
 def _role(opts: LaunchOptions, aws_role: str | None) -> str:
-    role = opts.role or os.environ.get(ROLE_ENV) or aws_role
+    return execution_role(opts.role, aws_role)
+
+
+def execution_role(given: str | None, configured: str | None) -> str:
+    """The SageMaker execution role: ``--role``, else ``SAGEMAKER_ROLE``, else ``aws.sagemaker_role``.
+
+    Raises
+    ------
+    AwsError
+        None of them is set.
+    """
+    role = given or os.environ.get(ROLE_ENV) or configured
     if not role:
         raise AwsError("no SageMaker execution role: set aws.sagemaker_role in project.yaml or SAGEMAKER_ROLE "
                        "(an IAM role ARN, arn:aws:iam::<account>:role/<name>), or pass --role")
@@ -149,12 +160,16 @@ def _role(opts: LaunchOptions, aws_role: str | None) -> str:
 
 
 def _remote_root(project: Project, opts: LaunchOptions) -> str:
-    """The S3 root of the job: the project's root if it is on S3, else --remote / storage.remote."""
+    return remote_root(project, opts.remote)
+
+
+def remote_root(project: Project, given: str | None, what: str = "the job") -> str:
+    """The S3 root of ``what``: the project's root if it is on S3, else --remote / storage.remote."""
     if project.storage.remote:
         return project.storage.root
-    remote = opts.remote or project.configs.project.storage.remote
+    remote = given or project.configs.project.storage.remote
     if not remote or not is_remote(remote):
-        raise AwsError("no S3 root for the job: set storage.remote (s3://bucket/prefix) in project.yaml or "
+        raise AwsError(f"no S3 root for {what}: set storage.remote (s3://bucket/prefix) in project.yaml or "
                        "pass --remote")
     split_s3_url(remote)
     return remote.rstrip("/")

@@ -266,3 +266,29 @@ def validate_request(request: Mapping[str, Any], root: str) -> None:
                       f"task {hyper.get('task')} runs on one instance")
     if errors:
         raise AwsError("; ".join(errors))
+
+
+@functools.lru_cache(maxsize=None)
+def operation_model(name: str, service: str = "sagemaker") -> Any:
+    """botocore's model of one operation (``CreateModel``, ``CreateEndpointConfig``, ...)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service).operation_model(name)
+
+
+def check_operation(name: str, request: Mapping[str, Any], service: str = "sagemaker") -> list[str]:
+    """What SageMaker would refuse in ``request`` for operation ``name``, by botocore's service model.
+
+    botocore's own parameter validation (types, required members, ranges), then
+    what it leaves to the service: each string's ``pattern`` and ``max`` length,
+    list and integer maxima. Returns one line per problem (empty: it passes).
+    """
+    from botocore.exceptions import ParamValidationError
+    from botocore.validate import validate_parameters
+
+    operation = operation_model(name, service)
+    try:
+        validate_parameters(dict(request), operation.input_shape)
+    except ParamValidationError as exc:
+        return [f"invalid {name} request: {' '.join(str(exc).split())}"]
+    return _shape_errors(request, operation.input_shape, name)
