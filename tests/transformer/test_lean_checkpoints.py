@@ -7,6 +7,7 @@ the real Checkpointer; the slow ones train the real MiniLM through the CLI.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -120,17 +121,31 @@ def test_keep_all_keeps_every_resume_state_and_none_keeps_only_the_final_model(t
     assert storage.exists(f"{FINAL}/model.safetensors")
 
 
-def test_a_best_pointer_whose_final_model_was_replaced_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["replaced", "gone"])
+def test_a_best_pointer_without_its_final_model_reads_the_epoch_with_the_same_weights_else_is_refused(
+        tmp_path: Path, how: str) -> None:
+    """Checkpoints copied without models/final, or a final model replaced since: -epoch2 (the best epoch) has
+    the very weights file -best held; once that is gone too, -best is refused with the reason."""
     storage = Storage(str(tmp_path / "root"))
-    finished_run(storage)
+    model = finished_run(storage)
     checkpoint.tidy_finished(storage, SLUG, "last", FINAL, FOLDER)
-    other, _, _ = make_model()
-    with torch.no_grad():
-        next(other.parameters()).add_(1.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_model(other, f"{tmp}/model.safetensors")
-        storage.put_dir(tmp, FINAL)
-    with pytest.raises(checkpoint.InvalidCheckpoint, match="was replaced since"):
+    if how == "gone":
+        storage.rm(FINAL, recursive=True)
+    else:
+        other, _, _ = make_model()
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(other, f"{tmp}/model.safetensors")
+            storage.put_dir(tmp, FINAL)
+    best = checkpoint.open_checkpoint(storage, f"{FOLDER}/{SLUG}-best", checkpoint.WEIGHT_FILES)
+    assert best.weights == storage.local_path(f"{FOLDER}/{SLUG}-epoch2/model.safetensors")
+    fresh, _, _ = make_model()
+    best.load_weights(fresh)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+
+    checkpoint.remove(storage, f"{FOLDER}/{SLUG}-epoch2")
+    reason = "is gone" if how == "gone" else "was replaced since (its weights do not match)"
+    with pytest.raises(checkpoint.InvalidCheckpoint, match=rf"the final model it points to, .*/{FINAL}, "
+                       rf"{re.escape(reason)}, and no other checkpoint holds the same weights"):
         checkpoint.open_checkpoint(storage, f"{FOLDER}/{SLUG}-best", checkpoint.WEIGHT_FILES)
 
 

@@ -248,7 +248,7 @@ def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESU
         folder = storage.local_path(key)
     try:
         state = verify(folder, required, require_marker=storage.remote or not markerless(folder))
-        weights = _pointed_weights(storage, folder, tmp) if (folder / POINTER).is_file() else None
+        weights = _pointed_weights(storage, key, folder, tmp) if (folder / POINTER).is_file() else None
     except InvalidCheckpoint:
         if tmp is not None:
             tmp.cleanup()
@@ -256,25 +256,51 @@ def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESU
     return LocalCheckpoint(key, folder, state, tmp, weights)
 
 
-def _pointed_weights(storage: Storage, folder: Path, tmp: tempfile.TemporaryDirectory[str] | None) -> Path:
-    """The final model's weights that a pointer ``-best`` names, checked against the sha256 it recorded."""
+def _pointed_weights(storage: Storage, key: str, folder: Path, tmp: tempfile.TemporaryDirectory[str] | None) -> Path:
+    """The weights a pointer ``-best`` stands for, checked against the sha256 it recorded.
+
+    The final model's ``model.safetensors`` first; where that is gone or was
+    replaced (checkpoints copied to another root without ``models/final``), a
+    checkpoint of the same model whose weights file is byte for byte the one
+    ``-best`` held (the epoch checkpoint of the best epoch), else InvalidCheckpoint.
+    """
     pointer = json.loads((folder / POINTER).read_text(encoding="utf-8"))
-    key = f"{pointer['final']}/{WEIGHTS}"
+    try:
+        return _fetch_checked(storage, f"{pointer['final']}/{WEIGHTS}", pointer["sha256"], tmp, "final")
+    except InvalidCheckpoint as exc:
+        problem = exc
+    where, name = key.rsplit("/", 1) if "/" in key else ("", key)
+    for tag, other in sorted(_tags(storage, name.removesuffix("-best"), where).items()):
+        if tag == "best" or not pointer.get("weights_sha256"):
+            continue
+        try:
+            sums = storage.read_json(f"{other}/{CHECKSUMS}")["sha256"]
+            if sums.get(WEIGHTS) == pointer["weights_sha256"] and storage.is_complete(other):
+                return _fetch_checked(storage, f"{other}/{WEIGHTS}", pointer["weights_sha256"], tmp, tag)
+        except (StorageError, KeyError, TypeError, ValueError, InvalidCheckpoint):
+            continue
+    final = storage.url(pointer["final"])
+    raise InvalidCheckpoint(f"the final model it points to, {final}, {problem}, and no other checkpoint holds "
+                            f"the same weights") from None
+
+
+def _fetch_checked(storage: Storage, key: str, sha256: str, tmp: tempfile.TemporaryDirectory[str] | None,
+                   name: str) -> Path:
+    """``key`` as a local file (downloaded into ``tmp`` for remote roots) whose sha256 is ``sha256``."""
     try:
         if storage.remote:
             assert tmp is not None
-            local = Path(tmp.name) / "final-weights" / WEIGHTS
+            local = Path(tmp.name) / f"pointed-{name}" / WEIGHTS
             local.parent.mkdir(parents=True, exist_ok=True)
             storage.get_file(key, local)
         else:
             local = storage.local_path(key)
         if not local.is_file():
-            raise InvalidCheckpoint(f"the final model it points to, {storage.url(pointer['final'])}, is gone")
-    except (OSError, StorageError) as exc:
-        raise InvalidCheckpoint(f"the final model it points to cannot be read ({exc})") from None
-    if _sha256(local) != pointer["sha256"]:
-        raise InvalidCheckpoint(f"the final model it points to, {storage.url(pointer['final'])}, was replaced "
-                                f"since (its weights do not match)")
+            raise InvalidCheckpoint("is gone")
+    except (OSError, StorageError):
+        raise InvalidCheckpoint("cannot be read") from None
+    if _sha256(local) != sha256:
+        raise InvalidCheckpoint("was replaced since (its weights do not match)")
     return local
 
 
@@ -422,8 +448,9 @@ def point_best_at_final(storage: Storage, key: str, final_key: str) -> bool:
         folder = Path(tempfile.mkdtemp(prefix="multitype-ckpt-"))
         try:
             shutil.copy2(best.folder / STATE, folder / STATE)
-            (folder / POINTER).write_text(json.dumps({"final": final_key, "sha256": digest}, indent=2),
-                                          encoding="utf-8")
+            pointer = {"final": final_key, "sha256": digest,
+                       "weights_sha256": _sha256(best.folder / WEIGHTS)}  # the file it held: an epoch twin has it
+            (folder / POINTER).write_text(json.dumps(pointer, indent=2), encoding="utf-8")
             sums = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
             (folder / CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=2), encoding="utf-8")
             storage.put_dir(folder, key)
