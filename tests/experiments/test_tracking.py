@@ -136,6 +136,27 @@ def test_an_s3_root_tracks_in_the_working_folder_with_a_note(s3_server, tmp_path
     assert not [k for k in storage.walk_files("runs") if "mlflow" in k]
 
 
+@pytest.mark.slow  # the pipeline (prepare, baselines, report) and a new SQLite store
+def test_the_pipeline_attaches_the_report_and_its_figures_to_each_tracked_run(tmp_path: Path, cli) -> None:
+    from tests.conftest import make_bbc_subset
+
+    data = yaml.safe_load(default_yaml("data"))
+    data["input"] = str(make_bbc_subset(tmp_path / "bbc", per_class=20, seed=5))
+    configs = write_configs(tmp_path / "configs", project=project_yaml(experiment="bbc"), data=yaml.safe_dump(data))
+    root = tmp_path / "root"
+    result = cli("run", "--no-transformer", "--root", root, "--config-dir", configs)
+    assert result.exit_code == 0, result.stderr
+    figures = {f"figures/{p.name}" for p in (root / "figures/results").glob("*.png")}
+    assert figures
+    client = MlflowClient(f"sqlite:///{root}/runs/mlflow/mlflow.db")
+    runs = runs_by_name(client, "bbc")
+    assert set(runs) == {"logreg", "linear_svm"}
+    for run in runs.values():
+        assert artifacts(client, run.info.run_id) == {"manifest", "model", "report", "figures"}
+        assert artifacts(client, run.info.run_id, "report") == {"report/report.md"}
+        assert artifacts(client, run.info.run_id, "figures") == figures
+
+
 # -- bad input: a warning line, training completes -------------------------------------------------------------
 def _warning(stderr: str) -> str:
     [line] = [line for line in stderr.splitlines() if line.startswith("warning:")]
