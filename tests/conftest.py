@@ -352,6 +352,23 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
     return moto_server
 
 
+@pytest.fixture
+def moto_template_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2 stores the UserData of CreateLaunchTemplateVersion undecoded (CreateLaunchTemplate decodes it),
+    and then fails to launch an instance from that version: decode it the same way (a bug of the fake, not AWS)."""
+    from moto.ec2.models.launch_templates import LaunchTemplate
+    from moto.ec2.utils import parse_user_data
+
+    original = LaunchTemplate.create_version
+
+    def create_version(self: object, data: dict, description: str) -> object:
+        if isinstance(data.get("UserData"), str):
+            data = {**data, "UserData": parse_user_data(data["UserData"])}
+        return original(self, data, description)
+
+    monkeypatch.setattr(LaunchTemplate, "create_version", create_version)
+
+
 # --- instance metadata: an IMDSv2 stub on 127.0.0.1 ---------------------------------------------
 import datetime as _datetime
 import threading as _threading

@@ -52,6 +52,7 @@ def test_report_files(root: tuple[Path, Path], cli) -> None:
 
     figures = root / layout.FIGURES_RESULTS
     assert sorted(p.name for p in figures.iterdir()) == [
+        "calibration_logreg.png", "calibration_org__tiny-bert.png",  # the SVM gives no probabilities
         "confusion_linear_svm.png", "confusion_logreg.png", "confusion_org__tiny-bert.png", "model_comparison.png"]
     for png in figures.iterdir():
         _assert_png(png)
@@ -60,7 +61,8 @@ def test_report_files(root: tuple[Path, Path], cli) -> None:
     for model in ("linear_svm", "logreg", "org/tiny-bert"):
         assert re.search(rf"^\| `{re.escape(model)}` \|", report, re.M), model
     logreg = json.loads((root / layout.baseline_metrics("logreg")).read_text())
-    assert f"{logreg['accuracy']:.4f}" in report
+    low, high = logreg["intervals"]["accuracy"]
+    assert f"| {logreg['accuracy']:.3f} [{low:.3f}, {high:.3f}] |" in report
     links = re.findall(r"\]\(([^)]+)\)", report)
     assert "../figures/results/model_comparison.png" in links
     assert "../figures/data/class_balance.png" in links  # data figures from prepare

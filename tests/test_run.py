@@ -93,11 +93,15 @@ def test_run_builds_every_artifact_of_the_pipeline(tmp_path: Path, cli, one_torc
         for row in frame.itertuples():
             assert row.accuracy == pytest.approx(records[row.model]["accuracy"])
 
-    # the report names every model with its test accuracy, and its links resolve
+    # the report names every model with its test accuracy and interval, lists its errors, has an HTML twin
     report = (root / layout.REPORT).read_text()
     for name, record in records.items():
-        assert f"`{name}`" in report and f"{record['accuracy']:.4f}" in report, name
+        low, high = record["intervals"]["accuracy"]
+        assert f"`{name}`" in report and f"{record['accuracy']:.3f} [{low:.3f}, {high:.3f}]" in report, name
+        assert (root / layout.errors_csv(name)).is_file()
     assert (root / layout.figure_results("model_comparison")).read_bytes()[:4] == b"\x89PNG"
+    assert (root / layout.figure_results("learning_minilm")).read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (root / layout.REPORT_HTML).read_text()
 
     # final models: complete folders that load and predict
     texts = splits["test"]["text"].tolist()[:4]

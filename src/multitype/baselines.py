@@ -31,7 +31,7 @@ from multitype import layout
 from multitype.config import BaselineConfig, TfidfConfig
 from multitype.data.dataset import load_labels, load_split
 from multitype.errors import DataError, ModelError
-from multitype.evaluate import classification_metrics, metrics_record
+from multitype.evaluate import classification_metrics, headline_uncertainty, metrics_record, predictions_block
 from multitype.experiments import tracking
 from multitype.manifest import folder_hashes, write_manifest
 from multitype.predictor import save_sklearn_model
@@ -219,6 +219,13 @@ def _train(project: Project, names: list[str], labels: list[str], splits: dict[s
             y_pred = pipeline.predict(test_texts)  # raw texts in: the throughput a user gets
             inference_seconds = max(time.perf_counter() - start, 1e-9)
             evaluated["test"] = classification_metrics(y_test, y_pred, labels)
+            if hasattr(classifier, "predict_proba"):
+                probabilities, why_not = np.zeros((len(test_texts), len(labels))), None
+                probabilities[:, classifier.classes_] = pipeline.predict_proba(test_texts)  # a class absent
+                # from train has no column of its own
+            else:
+                probabilities = None
+                why_not = f"{type(classifier).__name__} gives decision scores, not probabilities"
             evaluation_seconds = time.perf_counter() - eval_start
 
             record = metrics_record(
@@ -235,6 +242,8 @@ def _train(project: Project, names: list[str], labels: list[str], splits: dict[s
                 train_samples=len(train_texts),
                 params={"tfidf": config.tfidf.model_dump(mode="json"),
                         "classifier": getattr(config.models, name).model_dump(mode="json")},
+                intervals=headline_uncertainty(evaluated["test"], project.configs.project.report, seed),
+                predictions=predictions_block(test_texts, y_test, y_pred, probabilities, why_not),
             )
             trained[name] = (pipeline, record)
             console.print(f"{name}: fitted in {classifier_seconds:.1f}s, test accuracy {record['accuracy']:.4f}")

@@ -79,6 +79,25 @@ class Ec2Config(_Strict):
     security_groups: list[str] = Field(default_factory=list)
 
 
+class AutoscaleConfig(_Strict):
+    """Defaults of ``multitype autoscale`` (each has a flag that overrides it)."""
+
+    model: str | None = None          # s3://... or a model folder under the S3 root (models/final/<name>)
+    instance_type: str = "c5.xlarge"
+    min_size: Int = Field(1, ge=0)
+    max_size: Int = Field(5, ge=1)
+    desired: Int = Field(2, ge=0)
+    target_cpu: Float = Field(60.0, gt=0, le=100)
+    spot_share: Float = Field(0.0, ge=0, le=1)
+    cooldown: Int = Field(300, ge=0)   # the policy's EstimatedInstanceWarmup and the group's DefaultCooldown
+    health_check_grace: Int = Field(300, ge=0)
+    subnets: list[str] = Field(default_factory=list)          # empty: aws.ec2.subnet
+    security_groups: list[str] = Field(default_factory=list)  # empty: aws.ec2.security_groups
+    schedules: list[str] = Field(default_factory=list)        # "CRON=DESIRED", e.g. "0 8 * * MON-FRI=4"
+    volume_gb: Int = Field(100, ge=8, le=16384)
+    ami: str | None = None
+
+
 class AwsConfig(_Strict):
     region: str = "us-east-1"
     profile: str | None = None
@@ -88,6 +107,15 @@ class AwsConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)  # added to every job and instance (besides the project's own)
     sagemaker: SageMakerConfig = Field(default_factory=SageMakerConfig)
     ec2: Ec2Config = Field(default_factory=Ec2Config)
+    autoscale: AutoscaleConfig = Field(default_factory=AutoscaleConfig)
+
+
+class ReportConfig(_Strict):
+    """How the report weighs test scores (``multitype.stats``)."""
+
+    alpha: Float = Field(0.05, gt=0, lt=0.5)         # significance level of the paired tests against the best model
+    confidence: Float = Field(0.95, ge=0.5, lt=1)    # of the bootstrap intervals on each test metric
+    resamples: Int = Field(1000, ge=1000, le=100_000)  # bootstrap resamples (seeded with `seed`)
 
 
 class TrackingConfig(_Strict):
@@ -105,6 +133,7 @@ class ProjectConfig(_Strict):
     seed: Seed = 42
     storage: StorageConfig = Field(default_factory=StorageConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 

@@ -1,11 +1,21 @@
-"""Metrics shared by every model type (DESIGN.md section 4)."""
+"""Metrics shared by every model type (DESIGN.md section 4).
+
+Schema 2 of ``*_metrics.json`` adds ``schema_version``, the test split's
+bootstrap ``intervals`` (:mod:`multitype.stats`) and its per-text
+``predictions`` (:func:`predictions_block`), which the report's paired tests,
+error analysis and calibration read. Files without ``schema_version`` are
+schema 1 and are still read.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from multitype.stats import bootstrap_intervals
 
 
 def classification_metrics(
@@ -45,6 +55,44 @@ def classification_metrics(
     }
 
 
+SCHEMA_VERSION = 2
+TEXT_CHARS = 200  # of each misclassified text, kept in the metrics JSON for the error analysis
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    """sha256 of the texts in order: two records with the same one were scored on the same test texts."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def predictions_block(texts: Sequence[str], y_true: Sequence[int], y_pred: Sequence[int],
+                      probabilities: np.ndarray | None = None, no_probabilities: str | None = None,
+                      split: str = "test") -> dict[str, Any]:
+    """The per-text predictions of a split, as stored in the metrics JSON (``predictions``).
+
+    Parameters
+    ----------
+    texts, y_true, y_pred
+        The split's texts in file order, their class ids and the predicted ids.
+    probabilities : array of shape (texts, classes), optional
+        Class probabilities (rounded to 6 decimals when stored).
+    no_probabilities : str, optional
+        Why there are none (e.g. a linear SVM gives decision scores), for the report.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    wrong = np.flatnonzero(y_true != y_pred)
+    return {"split": split, "num_samples": int(len(y_true)), "texts_sha256": texts_fingerprint(texts),
+            "y_true": y_true.tolist(), "y_pred": y_pred.tolist(),
+            "probabilities": None if probabilities is None else np.round(np.asarray(probabilities, dtype=np.float64),
+                                                                         6).tolist(),
+            "no_probabilities": None if probabilities is not None else no_probabilities,
+            "misclassified_texts": {str(i): texts[i][:TEXT_CHARS] for i in wrong.tolist()}}
+
+
 def metrics_record(
     model: str,
     kind: str,
@@ -57,10 +105,13 @@ def metrics_record(
 ) -> dict[str, Any]:
     """The ``*_metrics.json`` document: headline numbers are the test split's.
 
-    ``splits`` maps ``val``/``test`` to :func:`classification_metrics` output.
+    ``splits`` maps ``val``/``test`` to :func:`classification_metrics` output;
+    ``extra`` may carry ``predictions`` (:func:`predictions_block` of the headline
+    split) and ``intervals`` (:func:`multitype.stats.bootstrap_intervals` of it).
     """
     headline = splits.get("test") or next(iter(splits.values()))
     return {
+        "schema_version": SCHEMA_VERSION,
         "model": model,
         "kind": kind,
         "split": "test" if "test" in splits else next(iter(splits)),
@@ -89,3 +140,9 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     row["val_accuracy"] = val.get("accuracy")
     row["val_macro_f1"] = val.get("macro_f1")
     return row
+
+
+def headline_uncertainty(record_split: dict[str, Any], settings: Any, seed: int) -> dict[str, Any]:
+    """Bootstrap intervals of a split's metrics with the ``report:`` settings of ``project.yaml``."""
+    return bootstrap_intervals(record_split["confusion_matrix"]["matrix"], resamples=settings.resamples,
+                               confidence=settings.confidence, seed=seed)

@@ -17,6 +17,8 @@ PROCESSED_PENDING = "data/processed/.pending"
 BASELINE_SUMMARY = "results/baseline/baseline_summary.csv"
 TRANSFORMER_SUMMARY = "results/transformer/transformer_summary.csv"
 REPORT = "results/report.md"
+REPORT_HTML = "results/report.html"
+ERRORS = "results/errors"
 CHECKPOINTS = "models/checkpoints"
 FIGURES_DATA = "figures/data"
 FIGURES_RESULTS = "figures/results"
@@ -53,6 +55,11 @@ def baseline_metrics(name: str) -> str:
 
 def transformer_metrics(slug: str) -> str:
     return f"results/transformer/{slug}_metrics.json"
+
+
+def errors_csv(model: str) -> str:
+    """``results/errors/<model-slug>.csv``: a model's misclassified test texts."""
+    return f"{ERRORS}/{model_slug(model)}.csv"
 
 
 def checkpoint(slug: str, tag: str, folder: str = CHECKPOINTS) -> str:

@@ -31,7 +31,9 @@ on several resources is checked on each (:func:`expand`): ``DeleteObjects``
 per key, ``CancelSpotInstanceRequests``/``TerminateInstances`` per id,
 ``CreateEndpoint`` on the endpoint and on its endpoint config, and
 ``RunInstances`` per resource type it touches, with the ``CreateTags`` that
-its ``TagSpecifications`` imply. No ``Deny``, ``NotAction`` or ``NotResource``:
+its ``TagSpecifications`` imply (and ``CreateLaunchTemplate`` likewise). Auto
+Scaling calls act on the group's ARN, with ``aws:RequestTag``/``aws:ResourceTag``
+and ``aws:RequestedRegion``. No ``Deny``, ``NotAction`` or ``NotResource``:
 our policies use none.
 """
 
@@ -215,6 +217,15 @@ def target(call: Call, region: str, account: str,
     if call.service == "budgets":
         name = p.get("Budget", {}).get("BudgetName") or p.get("BudgetName") or "*"
         return f"arn:aws:budgets::{account}:budget/{name}", {}
+    if call.service == "autoscaling":
+        context = {"aws:RequestedRegion": region}
+        if call.operation.startswith("Describe"):  # no resource-level permissions
+            return "*", context
+        name = p.get("AutoScalingGroupName") or next((t["ResourceId"] for t in p.get("Tags", [])), "")
+        if call.operation in ("CreateAutoScalingGroup", "CreateOrUpdateTags"):
+            context.update({f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])})
+        context.update({f"aws:ResourceTag/{k}": v for k, v in (tags or {}).get(name, {}).items()})
+        return f"arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{name}", context
     if call.service == "ec2":
         context = {"ec2:Region": region, **{k: str(v) for k, v in p.get("_context", {}).items()}}
         resource = p.get("_resource")
@@ -272,6 +283,18 @@ def expand(call: Call) -> list[Call]:
                 for i in ids]
     if call.service == "ec2" and call.operation == "RunInstances":
         return _run_instances(call)
+    if call.service == "ec2" and call.operation == "CreateLaunchTemplate":  # tagged on create: CreateTags too
+        tagged = {f"aws:RequestTag/{t['Key']}": t["Value"] for spec in p.get("TagSpecifications", [])
+                  if spec.get("ResourceType") == "launch-template" for t in spec.get("Tags", [])}
+        return [Call("ec2", "CreateLaunchTemplate", {"_resource": "launch-template/new", "_context": tagged},
+                     call.ours, call.region),
+                Call("ec2", "CreateTags", {"_resource": "launch-template/new",
+                                           "_context": {**tagged, "ec2:CreateAction": "CreateLaunchTemplate"}},
+                     call.ours, call.region)]
+    if call.service == "ec2" and call.operation in ("CreateLaunchTemplateVersion", "DeleteLaunchTemplate"):
+        # the template as a resource; tests key its tags by name (AWS by id: the same template)
+        return [Call("ec2", call.operation, {"_resource": f"launch-template/{p['LaunchTemplateName']}"},
+                     call.ours, call.region)]
     if call.service == "sagemaker" and call.operation == "CreateEndpoint":  # IAM checks the endpoint and its config
         tags = {"Tags": p["Tags"]} if "Tags" in p else {}
         return [Call("sagemaker", call.operation, {"EndpointName": p["EndpointName"], **tags}, call.ours, call.region),

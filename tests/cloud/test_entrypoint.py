@@ -305,6 +305,9 @@ def test_baseline_job(s3_server: Any, tmp_path: Path) -> None:
         assert predictor.predict(["Shares fell sharply on the stock market."])[0][0] in predictor.labels
         record = _s3_json(s3_server, bucket, f"proj/results/baseline/{name}_metrics.json")
         assert record["model"] == name and 0 <= record["accuracy"] <= 1
+        # the job keeps the per-text test predictions the report pairs and lists (what collect brings back)
+        assert record["schema_version"] == 2 and record["predictions"]["num_samples"] == 40
+        assert (record["predictions"]["probabilities"] is None) == (name == "linear_svm")
     assert not (base / "multitype-work" / "results").exists()  # baselines follow Outputs.results
     keys = s3_server.list_keys(bucket, "proj/")
     assert "proj/results/baseline/baseline_summary.csv" in keys

@@ -83,13 +83,23 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
     ec2 = "arn:aws:ec2:us-east-1:123456789012"
     for sid in ("RunTaggedInstances", "TagOnLaunch"):
         assert by_sid[sid]["Resource"] == [f"{ec2}:instance/*", f"{ec2}:spot-instances-request/*", f"{ec2}:volume/*"]
-    # List actions have no resource-level permissions: "*", EC2's held to the project's region
+    # List actions have no resource-level permissions: "*", EC2's and Auto Scaling's held to the project's region
     wildcard = [a for s in by_sid.values() if s["Resource"] == "*" for a in s["Action"]]
-    assert sorted(wildcard) == ["ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
-                                "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory",
-                                "pricing:GetProducts", "sagemaker:ListEndpoints", "sagemaker:ListTrainingJobs",
+    assert sorted(wildcard) == ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies",
+                                "autoscaling:DescribeScalingActivities", "autoscaling:DescribeScheduledActions",
+                                "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
+                                "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSpotInstanceRequests",
+                                "ec2:DescribeSpotPriceHistory", "pricing:GetProducts", "sagemaker:ListEndpoints",
+                                "sagemaker:ListTrainingJobs",
                                 "sts:GetCallerIdentity"]
     assert by_sid["DescribeEc2"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
+    assert by_sid["DescribeServeTemplates"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
+    assert by_sid["DescribeServeGroups"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    # the serving fleet: groups named multitype-*, created with the project's tag, changed only while they carry it
+    groups = ["arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/multitype-*"]
+    assert by_sid["CreateServeGroup"]["Resource"] == groups == by_sid["ManageServeGroup"]["Resource"]
+    assert by_sid["CreateServeGroup"]["Condition"] == by_sid["RunTaggedInstances"]["Condition"]
+    assert by_sid["ManageServeGroup"]["Condition"] == ours == by_sid["ChangeServeTemplate"]["Condition"]
     # budgets: read all (doctor looks for any budget with alerts), change only multitype-* (cost budget create)
     assert by_sid["ReadBudgets"]["Resource"] == ["arn:aws:budgets::123456789012:budget/*"]
     assert by_sid["CreateOurBudget"] == {"Sid": "CreateOurBudget", "Effect": "Allow",

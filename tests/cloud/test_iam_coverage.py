@@ -10,7 +10,8 @@ operation (botocore's ``provide-client-params`` event) of three principals:
   ``iam policy launcher``, ``cost budget create``, ``cost refresh`` (Price List
   API and spot price history), ``sync archive --yes``, ``doctor`` (STS, the
   bucket round trip, IAM reads, Budgets, EC2 and SageMaker listings), ``sync
-  pull``;
+  pull``, ``autoscale apply`` (twice: creates, then changes), ``status`` and
+  ``destroy``;
 - a job's role: ``train baseline`` on the S3 root (in-process), plus the S3
   calls of the transformer training on the instance below (the same code runs
   in a SageMaker job);
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pytest
+import yaml
 
 from multitype.cloud import iam
 from tests.cloud import aws_recorder as rec
@@ -106,6 +108,31 @@ def _broader(call: rec.Call, prefix: str) -> list[tuple[rec.Call, Mapping[str, M
             rid = p["_resource"].rsplit("/", 1)[-1]
             out.append((call, {rid: OTHER_PROJECT}))  # another project's request or instance
             out.append((call, {}))  # an untagged one
+    if call.service == "autoscaling":
+        out += _broader_group(call)
+    return out
+
+
+def _broader_group(call: rec.Call) -> list[tuple[rec.Call, Mapping[str, Mapping[str, str]] | None]]:
+    """An Auto Scaling call in another region, on another group, on another project's or an untagged group, or
+    (a create) tagging it for another project."""
+    p = dict(call.params)
+    ours = {iam.PROJECT_TAG: PROJECT}
+    out: list[tuple[rec.Call, Mapping[str, Mapping[str, str]] | None]] = [
+        (rec.Call("autoscaling", call.operation, p, call.ours, "eu-west-1"), None)]
+    if call.operation.startswith("Describe"):
+        return out
+    name = p.get("AutoScalingGroupName") or p["Tags"][0]["ResourceId"]
+    renamed = {**p, "AutoScalingGroupName": "prod-web"} if "AutoScalingGroupName" in p else \
+        {**p, "Tags": [{**t, "ResourceId": "prod-web"} for t in p["Tags"]]}
+    out.append((rec.Call("autoscaling", call.operation, renamed, call.ours, call.region), {"prod-web": ours}))
+    if call.operation == "CreateAutoScalingGroup":
+        other = [{**t, "Value": "someone-else"} if t["Key"] == iam.PROJECT_TAG else t for t in p["Tags"]]
+        untagged = [t for t in p["Tags"] if t["Key"] != iam.PROJECT_TAG]
+        out += [(rec.Call("autoscaling", call.operation, {**p, "Tags": tags}, call.ours, call.region), None)
+                for tags in (other, untagged)]
+    else:
+        out += [(call, {name: OTHER_PROJECT}), (call, {})]
     return out
 
 
@@ -228,9 +255,72 @@ def _ec2_flows(cli, where: list[str]) -> dict[str, dict[str, str]]:
     return {launched: ours, spot: ours, request: ours}
 
 
+def _autoscale_flow(cli: Any, where: list[Any], configs: Path) -> str:
+    """``autoscale``: apply (creates), apply with changes (a template version, the group, the policy, schedules
+    put and deleted, a tag), status, destroy; returns the fleet's name (also its template's)."""
+    from tests.cloud import ec2_helpers as h
+
+    h.register_image(h.DLAMI.format(date="20250601"), "2025-06-01T10:00:00")
+    subnets = ",".join(s["SubnetId"] for s in h.ec2().describe_subnets()["Subnets"][:2])
+    flags = ["--model", "models/final/logreg", "--subnets", subnets, "--instance-profile", iam.DEFAULT_EC2_PROFILE,
+             "--spot-share", "0.5"]
+    runs = [["apply", *flags, "--schedule", "0 8 * * MON-FRI=3", "--schedule", "0 20 * * *=1"],
+            ["apply", *flags, "--instance-type", "c5.2xlarge", "--max", "6", "--desired", "3", "--schedule",
+             "0 8 * * MON-FRI=4"], ["status"], ["destroy", "--yes"]]
+    for i, args in enumerate(runs):
+        if i == 1:  # a tag more: CreateOrUpdateTags on the group
+            path = configs / "project.yaml"
+            data = yaml.safe_load(path.read_text())
+            data["aws"]["tags"]["cost-centre"] = "nlp-serving"
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+        res = cli("autoscale", *args, *where)
+        assert res.exit_code == 0, (args, res.stderr)
+    return f"multitype-{PROJECT}-serve"
+
+
+AUTOSCALE_OPERATIONS = {
+    "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:DeleteLaunchTemplate",
+    "ec2:DescribeLaunchTemplateVersions", "autoscaling:CreateAutoScalingGroup", "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteAutoScalingGroup", "autoscaling:PutScalingPolicy",
+    "autoscaling:DeletePolicy", "autoscaling:PutScheduledUpdateGroupAction", "autoscaling:DeleteScheduledAction",
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies", "autoscaling:DescribeScalingActivities",
+    "autoscaling:DescribeScheduledActions"}
+
+
+def test_autoscale_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         moto_template_versions) -> None:
+    from tests.cloud import ec2_helpers as h
+
+    bucket = s3_server.make_bucket("fleet")
+    remote = f"s3://{bucket}/team/proj"
+    root, configs = make_project(tmp_path, remote, prepared=False)
+    h.make_instance_profile(iam.DEFAULT_EC2_PROFILE)
+    with rec.recording(monkeypatch) as calls:
+        name = _autoscale_flow(cli, ["--root", root, "--config-dir", configs], configs)
+    ours = [c for c in calls if c.ours]
+    made = {c.action for c in ours}
+    assert AUTOSCALE_OPERATIONS <= made, sorted(AUTOSCALE_OPERATIONS - made)
+    launcher = iam.policy("launcher", _scope(bucket))
+    _check(launcher, ours, tags={name: {iam.PROJECT_TAG: PROJECT}})
+    # every action the autoscale statements grant is made here, or has its reason
+    statements = [s for s in launcher["Statement"] if "Serve" in s["Sid"] or s["Sid"] == "AutoScalingServiceRole"]
+    granted = {a for s in statements for a in s["Action"]}
+    # but ec2:RunInstances: AWS checks, when the group is created, that the caller may launch from the template
+    # (no request of ours; ec2 launch makes it in test_recorded_flows_are_allowed_and_nothing_broader)
+    assert granted - made - set(iam.REASONS) == {"ec2:RunInstances"}
+    # the group is created, and the template used by it, only with the project's tag
+    group = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{name}"
+    assert not rec.allowed(launcher, "autoscaling:CreateAutoScalingGroup", group, {"aws:RequestedRegion": REGION})
+    template = f"arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/lt-0abc"
+    assert rec.allowed(launcher, "ec2:RunInstances", template, {"aws:ResourceTag/multitype:project": PROJECT})
+    assert not rec.allowed(launcher, "ec2:RunInstances", template, {"aws:ResourceTag/multitype:project": "x"})
+
+
 @pytest.mark.slow
 def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env, imds_stub, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         moto_template_versions) -> None:
     monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)
     monkeypatch.setenv("MULTITYPE_PRICES", str(tmp_path / "prices.json"))  # cost refresh's user copy
     bucket = s3_server.make_bucket("cover")
@@ -255,6 +345,7 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
             res = cli(*args)
             assert res.exit_code == 0, (args, res.stderr)
         ec2_tags = _ec2_flows(cli, where)
+        fleet = _autoscale_flow(cli, where, configs)
         job = next(c.params["TrainingJobName"] for c in launcher_calls if c.operation == "CreateTrainingJob")
         put_lines(job, "algo-1", [(1764583200000, "METRIC val_accuracy=0.5")])  # the job's log (test setup)
         # moto has no model.tar.gz for the job and no Price List API, SeaweedFS no lifecycle rules: these may
@@ -302,7 +393,7 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
         assert expected in operations, (expected, sorted(operations))
     scope = _scope(bucket)
     launcher = iam.policy("launcher", scope)
-    _check(launcher, ours, tags=ec2_tags)
+    _check(launcher, ours, tags={**ec2_tags, fleet: {iam.PROJECT_TAG: PROJECT}})
     for call in (c for c in ours if c.operation in ("CreateTrainingJob", "CreateModel")):  # the role handed over
         role = call.params.get("RoleArn") or call.params["ExecutionRoleArn"]
         assert rec.allowed(launcher, "iam:PassRole", role,

@@ -15,11 +15,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from multitype import layout
-from multitype.evaluate import classification_metrics, metrics_record
+from multitype.evaluate import classification_metrics, metrics_record, predictions_block
 from multitype.storage import Storage
 from tests.cloud.jobs_helpers import create_job, edit_describe, set_status
 
@@ -31,7 +32,9 @@ def _record(model: str, run_id: str, y_pred: list[int]) -> dict[str, Any]:
     """A metrics record in the shared schema, computed by our own metrics code from real predictions."""
     y_true = [0, 0, 1, 1, 2, 2]
     splits = {s: classification_metrics(y_true, y_pred, LABELS) for s in ("val", "test")}
-    return metrics_record(model, "transformer", LABELS, splits, run_id, 12.5, 300.0)
+    texts = [f"article {i}" for i in range(len(y_true))]
+    return metrics_record(model, "transformer", LABELS, splits, run_id, 12.5, 300.0,
+                          predictions=predictions_block(texts, y_true, y_pred, np.eye(3)[y_pred]))
 
 
 def _tar(files: dict[str, bytes], arcroot: str = ".") -> bytes:
@@ -112,6 +115,11 @@ def test_collect_beside_a_local_run_then_report_shows_both(job, cli) -> None:
     assert "| `minilm` |" in report and f"| `{name}` |" in report
     assert (local / layout.figure_results(f"confusion_{name}")).is_file()
     assert (local / layout.figure_results("confusion_minilm")).is_file()
+    # the job's per-text predictions came with its metrics: paired with the local run, errors listed
+    assert collected["predictions"]["y_pred"] == [0, 0, 1, 1, 2, 2]
+    assert f"### Paired comparisons against `{name}`" in report and "| `minilm` | 2 of 6 | 2 | 0 | 0.50 |" in report
+    assert pd.read_csv(local / layout.errors_csv(name)).empty
+    assert pd.read_csv(local / layout.errors_csv("minilm"))["index"].tolist() == [1, 5]
 
     # collecting again keeps the name it got, replacing only its own files
     res = cli("sagemaker", "collect", JOB, *job["args"])

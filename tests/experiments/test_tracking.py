@@ -153,7 +153,7 @@ def test_the_pipeline_attaches_the_report_and_its_figures_to_each_tracked_run(tm
     assert set(runs) == {"logreg", "linear_svm"}
     for run in runs.values():
         assert artifacts(client, run.info.run_id) == {"manifest", "model", "report", "figures"}
-        assert artifacts(client, run.info.run_id, "report") == {"report/report.md"}
+        assert artifacts(client, run.info.run_id, "report") == {"report/report.md", "report/report.html"}
         assert artifacts(client, run.info.run_id, "figures") == figures
 
 

@@ -16,7 +16,7 @@ import traceback
 import typer
 import typer.main
 
-from multitype.cli import cost, doctor, ec2, iam, pipeline, sagemaker, serve, sync, train
+from multitype.cli import autoscale, cost, doctor, ec2, iam, pipeline, sagemaker, serve, sync, train
 from multitype.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.add_typer(sagemaker.app, name="sagemaker")
 app.add_typer(ec2.app, name="ec2")
 app.add_typer(cost.app, name="cost")
 app.add_typer(iam.app, name="iam")
+app.add_typer(autoscale.app, name="autoscale")
 doctor.register(app)
 serve.register(app)
 

@@ -43,12 +43,13 @@ def prepare(
 
 
 def report(root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
-    """Summary CSVs, comparison and confusion-matrix plots, results/report.md."""
+    """Summary CSVs, intervals and paired tests, error lists, figures, results/report.md and report.html."""
     proj = project("report", root, config_dir)
+    from multitype import layout
     from multitype.report import build_report
 
     key = build_report(proj)
-    console.print(f"report: {key}")
+    console.print(f"report: {key} (and {layout.REPORT_HTML}, figures embedded)")
 
 
 def predict(

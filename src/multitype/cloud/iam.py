@@ -33,7 +33,10 @@ testable offline need, each with its reason:
   volumes and spot requests created, tagged and terminated only with the
   project's ``multitype:project`` tag (tags only as RunInstances puts them),
   and budgets changed only when named
-  ``multitype-*`` (``cost budget create``'s default name).
+  ``multitype-*`` (``cost budget create``'s default name); the serving launch
+  template and Auto Scaling group of ``autoscale`` created only with that tag
+  and changed or deleted only while they carry it (groups also only when
+  named ``multitype-*``).
 - ``trust``: the assume-role policy of the SageMaker or the EC2 role.
 
 EC2 ``Describe*`` and ``pricing:GetProducts`` are List actions without
@@ -93,7 +96,8 @@ IAM_ONLY: dict[str, tuple[str, ...]] = {
 }
 # service prefix in IAM -> botocore service name
 SERVICES = {"s3": "s3", "sagemaker": "sagemaker", "logs": "logs", "ecr": "ecr", "sts": "sts", "iam": "iam",
-            "ec2": "ec2", "budgets": "budgets", "pricing": "pricing", "cloudwatch": "cloudwatch"}
+            "ec2": "ec2", "budgets": "budgets", "pricing": "pricing", "cloudwatch": "cloudwatch",
+            "autoscaling": "autoscaling"}
 # further botocore services under the same IAM prefix (InvokeEndpoint is sagemaker-runtime's)
 MORE_SERVICES = {"sagemaker": ("sagemaker-runtime",)}
 
@@ -114,6 +118,8 @@ REASONS: dict[str, str] = {
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
     "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources",
+    "iam:CreateServiceLinkedRole": "the first Auto Scaling group of an account creates AWSServiceRoleForAutoScaling "
+                                   "(moto has it already, so no offline flow asks)",
 }
 
 
@@ -285,6 +291,40 @@ def ec2_profile_policy(scope: Scope) -> dict[str, Any]:
     ]}
 
 
+def _autoscale(scope: Scope, tagged: dict[str, Any]) -> list[dict[str, Any]]:
+    """``autoscale apply|status|destroy``: the serving launch template and Auto Scaling group, named
+    ``multitype-*`` and tagged with the project (created only with the tag, changed only while they carry it)."""
+    templates = [scope.ec2("launch-template/*")]
+    groups = [f"arn:aws:autoscaling:{scope.region}:{scope.account}:autoScalingGroup:*:autoScalingGroupName/"
+              f"{JOB_PREFIX}*"]
+    ours = {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": scope.project}}
+    return [
+        _statement("CreateServeTemplate", ["ec2:CreateLaunchTemplate"], templates, tagged),
+        _statement("TagServeTemplate", ["ec2:CreateTags"], templates,
+                   {"StringEquals": {"ec2:CreateAction": "CreateLaunchTemplate", **tagged["StringEquals"]}}),
+        _statement("ChangeServeTemplate", ["ec2:CreateLaunchTemplateVersion", "ec2:DeleteLaunchTemplate"], templates,
+                   ours),
+        # the group launches with the caller's permission to use the template (RunTaggedInstances covers the
+        # instances and volumes its TagSpecifications tag)
+        _statement("LaunchFromServeTemplate", ["ec2:RunInstances"], templates, ours),
+        _statement("DescribeServeTemplates", ["ec2:DescribeLaunchTemplateVersions"], "*", _in_region(scope)),
+        _statement("CreateServeGroup", ["autoscaling:CreateAutoScalingGroup"], groups, tagged),
+        _statement("ManageServeGroup", ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteAutoScalingGroup",
+                                        "autoscaling:DeletePolicy", "autoscaling:DeleteScheduledAction",
+                                        "autoscaling:PutScalingPolicy", "autoscaling:PutScheduledUpdateGroupAction",
+                                        "autoscaling:UpdateAutoScalingGroup"], groups, ours),
+        # Describe*: no resource-level permissions in Auto Scaling; only the region
+        _statement("DescribeServeGroups", ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribePolicies",
+                                           "autoscaling:DescribeScalingActivities",
+                                           "autoscaling:DescribeScheduledActions"], "*",
+                   {"StringEquals": {"aws:RequestedRegion": scope.region}}),
+        _statement("AutoScalingServiceRole", ["iam:CreateServiceLinkedRole"],
+                   [f"arn:aws:iam::{scope.account}:role/aws-service-role/autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForAutoScaling*"],
+                   {"StringEquals": {"iam:AWSServiceName": "autoscaling.amazonaws.com"}}),
+    ]
+
+
 def launcher_policy(scope: Scope) -> dict[str, Any]:
     """The policy of the user (or CI) that runs multitype commands from a laptop."""
     bucket = f"arn:aws:s3:::{scope.bucket}"
@@ -333,6 +373,7 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
         _statement("DescribeEc2", ["ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
                                    "ec2:DescribeSpotInstanceRequests", "ec2:DescribeSpotPriceHistory"], "*",
                    _in_region(scope)),
+        *_autoscale(scope, tagged),
         _statement("Prices", ["pricing:GetProducts"], "*"),
         _statement("ReadBudgets", ["budgets:ViewBudget"], [f"arn:aws:budgets::{scope.account}:budget/*"]),
         _statement("CreateOurBudget", ["budgets:ModifyBudget"],

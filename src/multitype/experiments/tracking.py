@@ -323,13 +323,16 @@ def tracked_runs(storage: Any, run_ids: Iterable[str]) -> list[Mapping[str, Any]
 
 
 def attach_report(storage: Any, run_ids: Iterable[str], warn: Callable[[str], None]) -> int:
-    """The report and its figures (``figures/results/*.png``) to every MLflow run of ``run_ids``; the count."""
+    """The report (Markdown and HTML) and its figures (``figures/results/*.png``) to every MLflow run of ``run_ids``.
+
+    Returns the number of runs.
+    """
     entries = tracked_runs(storage, run_ids)
     if not entries:
         return 0
-    keys = [layout.REPORT, *(rel for rel in sorted(storage.walk_files(layout.FIGURES_RESULTS)) if rel.endswith(".png"))]
+    figures = [rel for rel in sorted(storage.walk_files(layout.FIGURES_RESULTS)) if rel.endswith(".png")]
     for entry in entries:
         tracker = reopen(entry, warn)
-        tracker.log_keys(storage, keys[:1], "report")
-        tracker.log_keys(storage, keys[1:], "figures")
+        tracker.log_keys(storage, [layout.REPORT, layout.REPORT_HTML], "report")
+        tracker.log_keys(storage, figures, "figures")
     return len(entries)

@@ -42,7 +42,7 @@ from multitype import interrupts, layout
 from multitype.config import TransformerParams
 from multitype.data.dataset import load_labels, load_split
 from multitype.errors import DataError, Interrupted, ModelError, StorageError
-from multitype.evaluate import classification_metrics, metrics_record
+from multitype.evaluate import classification_metrics, headline_uncertainty, metrics_record, predictions_block
 from multitype.experiments import tracking
 from multitype.project import Project
 from multitype.transformer import artifacts, batches, checkpoint, launch, models, runtime
@@ -87,6 +87,7 @@ class Data:
     val: batches.TokenizedSplit
     test: batches.TokenizedSplit
     keys: list[str]
+    test_texts: list[str] = field(default_factory=list)  # for the per-text predictions in the metrics JSON
 
 
 @dataclass
@@ -494,8 +495,12 @@ def _evaluate(run: Run, split: batches.TokenizedSplit) -> dict[str, float] | Non
 
 
 @torch.no_grad()
-def _predict(run: Run, split: batches.TokenizedSplit) -> tuple[np.ndarray, float, float]:
-    """Predicted ids, mean loss and samples/s over ``split`` (longest batches first)."""
+def _predict(run: Run, split: batches.TokenizedSplit,
+             probabilities: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
+    """Predicted ids, mean loss and samples/s over ``split`` (longest batches first).
+
+    ``probabilities`` (texts x classes), when given, is filled with the softmax of the logits.
+    """
     model, rt = run.model, run.rt
     model.eval()
     preds = np.zeros(len(split), dtype=np.int64)
@@ -511,6 +516,8 @@ def _predict(run: Run, split: batches.TokenizedSplit) -> tuple[np.ndarray, float
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         loss_sum += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
         preds[idx] = logits.argmax(-1).cpu().numpy()
+        if probabilities is not None:
+            probabilities[idx] = logits.softmax(-1).cpu().numpy()
     seconds = time.perf_counter() - start
     model.train()
     return preds, loss_sum / max(len(split), 1), len(split) / seconds if seconds else 0.0
@@ -549,10 +556,12 @@ def _finish(run: Run) -> dict[str, Any]:
     _load_best(run)
     splits: dict[str, dict[str, Any]] = {}
     speed = 0.0
+    probabilities = np.zeros((len(run.data.test), len(run.label_names)))
     for name, split in (("val", run.data.val), ("test", run.data.test)):
         if len(split):
             try:
-                preds, _, speed = _predict(run, split)  # the test split's speed when there is one
+                # the test split's speed when there is one
+                preds, _, speed = _predict(run, split, probabilities if name == "test" else None)
             except _EvalStopped:
                 preds = None
             if rt.any_rank(preds is None):
@@ -563,6 +572,11 @@ def _finish(run: Run) -> dict[str, Any]:
                 raise Interrupted(f"{reason} during the final evaluation; training is complete and checkpointed, "
                                   f"rerun the same command to evaluate and save the model")
             splits[name] = classification_metrics(split.labels, preds, run.label_names)
+            if name == "test":
+                uncertainty = {"intervals": headline_uncertainty(splits[name], project.configs.project.report,
+                                                                 run.seed),
+                               "predictions": predictions_block(run.data.test_texts, split.labels, preds,
+                                                                probabilities)}
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")
     record = metrics_record(
@@ -572,7 +586,7 @@ def _finish(run: Run) -> dict[str, Any]:
         num_parameters=sum(p.numel() for p in run.model.parameters()), precision=run.precision,
         device=rt.describe(), world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
         train_samples=state.samples_seen, best_epoch=state.best_epoch, seed=run.seed, history=state.history,
-        params=params.model_dump(mode="json"),
+        params=params.model_dump(mode="json"), **(uncertainty if "test" in splits else {}),
     )
     if rt.is_main:
         place = project.outputs.final_model(slug)
@@ -713,9 +727,11 @@ def _params_from_checkpoint(state: dict[str, Any], params: TransformerParams, se
 
 def _load_data(storage: Any, tokenizer: Any, label_names: list[str], params: TransformerParams, seed: int) -> Data:
     keys = [layout.LABELS]
-    tokenized = {}
+    tokenized, test_texts = {}, []
     for split in layout.SPLITS:
         texts, ids = load_split(storage, split, label_names)
+        if split == "test":
+            test_texts = texts
         keys.append(layout.processed_split(split, len(label_names)))
         if split == "train":
             if not texts:
@@ -724,7 +740,7 @@ def _load_data(storage: Any, tokenizer: Any, label_names: list[str], params: Tra
                 keep = batches.stratified_subset(ids, params.max_train_samples, seed)
                 texts, ids = [texts[i] for i in keep], [ids[i] for i in keep]
         tokenized[split] = batches.tokenize(tokenizer, texts, ids, params.max_length)
-    return Data(label_names, tokenized["train"], tokenized["val"], tokenized["test"], keys)
+    return Data(label_names, tokenized["train"], tokenized["val"], tokenized["test"], keys, test_texts)
 
 
 def _class_weights(labels: list[int], num_labels: int, mode: str) -> np.ndarray:

@@ -96,7 +96,7 @@ def market(spot: bool, persistent: bool) -> str:
     return ("spot persistent" if persistent else "spot one-time") if spot else "on-demand"
 
 
-def _remote_root(project: Project, remote: str | None) -> str:
+def remote_root(project: Project, remote: str | None) -> str:
     """The S3 root of the run: the project's root if it is on S3, else --remote / storage.remote."""
     if project.storage.remote:
         return project.storage.root
@@ -108,7 +108,7 @@ def _remote_root(project: Project, remote: str | None) -> str:
     return remote.rstrip("/")
 
 
-def _local_folder(project: Project) -> Path:
+def local_folder(project: Project) -> Path:
     """The project folder the code comes from; a per-user temp folder when the root is on S3."""
     if not project.storage.remote:
         return project.storage.local_path()
@@ -187,7 +187,7 @@ def _budget(project: Project, opts: Ec2LaunchOptions, model: str, instance_type:
     return estimate
 
 
-def _instance_profile(aws: Any, profile: str) -> None:
+def check_instance_profile(aws: Any, profile: str) -> None:
     """The instance profile exists and holds a role (else the instance would have no credentials)."""
     name = profile.rsplit("/", 1)[-1] if profile.startswith("arn:") else profile
     fix = "create it with 'multitype iam policy ec2-profile --create', or fix aws.ec2_instance_profile"
@@ -278,7 +278,7 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
                        "one with 'multitype iam policy ec2-profile --create')")
     volume_gb = opts.volume_gb or cfg.volume_gb
     model, train_args = _train_args(project, opts)
-    root = _remote_root(project, opts.remote)
+    root = remote_root(project, opts.remote)
     from multitype.cloud import upload
 
     upload.require_processed(project.storage)
@@ -288,7 +288,7 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
     cloud_aws.check_credentials(aws)
     with cloud_aws.aws_errors("check the AWS credentials", aws):  # expired keys fail here, before any upload
         account = cloud_aws.client("sts", aws).get_caller_identity().get("Account")
-    _instance_profile(aws, profile)
+    check_instance_profile(aws, profile)
     ami_id = opts.ami or cfg.ami
     image = amis.check_ami(aws, ami_id, instance_type) if ami_id else amis.default_ami(aws, instance_type)
     if image.root_size_gb and volume_gb < image.root_size_gb:
@@ -312,7 +312,7 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
     if opts.dry_run:
         return result
 
-    result.uploaded, result.uploaded_bytes = upload.push(project, root, config_dir, _local_folder(project))
+    result.uploaded, result.uploaded_bytes = upload.push(project, root, config_dir, local_folder(project))
     client = cloud_aws.client("ec2", aws, max_attempts=1)  # a launch is not retried blindly
     result.seconds_to_request = time.perf_counter() - start
     with cloud_aws.aws_errors(f"start the instance for {run_id}", aws):

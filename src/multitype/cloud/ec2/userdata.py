@@ -34,12 +34,26 @@ _LOG_GROUP = re.compile(r"^[A-Za-z0-9._/#-]{1,512}$")
 _LOG_STREAM = re.compile(r"^[^:*]{1,512}$")
 
 
-class _Template(string.Template):
+FETCH_CODE = "fetch_code.py"  # the code/ download, shared with the serving user data
+
+
+class Template(string.Template):
+    """A user-data template: ``@@name`` placeholders (bash keeps ``$``)."""
+
     delimiter = "@@"
 
 
-def _template_text() -> str:
-    return (resources.files("multitype.cloud") / "templates" / TEMPLATE).read_text(encoding="utf-8")
+def template_text(name: str = TEMPLATE) -> str:
+    """The text of ``cloud/templates/<name>``."""
+    return (resources.files("multitype.cloud") / "templates" / name).read_text(encoding="utf-8")
+
+
+def fetch_code_script() -> str:
+    """The Python (boto3 only) that copies ``<root>/code/`` onto the instance, for a quoted here-document."""
+    lines = template_text(FETCH_CODE).rstrip("\n").split("\n")
+    while lines and lines[0].startswith("#"):  # the file's header, not the script's
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 def _train_command(train_args: list[str]) -> list[str]:
@@ -57,7 +71,7 @@ def _train_command(train_args: list[str]) -> list[str]:
     return args
 
 
-def _requirements() -> tuple[str, str, str]:
+def pinned_requirements() -> tuple[str, str, str]:
     """(pinned runtime requirements, the torch requirement for a plain venv, a boto3 pin to fetch the code)."""
     import importlib.metadata
 
@@ -119,13 +133,14 @@ def render_user_data(*, root: str, region: str, run_id: str, train_args: list[st
     if endpoint_url is not None and not re.match(r"^https?://[^\s]+$", endpoint_url):
         raise UserError(f"endpoint URL {endpoint_url!r} must be http(s)://host[:port]")
     args = _train_command(train_args)
-    requirements, torch_requirement, boto3 = _requirements()
+    requirements, torch_requirement, boto3 = pinned_requirements()
     values = {"root": root.rstrip("/"), "region": region.strip(), "run_id": run_id, "log_group": log_group,
               "endpoint_url": endpoint_url or "", "boto3_requirement": boto3, "torch_requirement": torch_requirement}
     quoted = {name: shlex.quote(value) for name, value in values.items()}
     quoted["train_args"] = " ".join(shlex.quote(arg) for arg in args)
     quoted["requirements"] = requirements
-    text = _Template(_template_text()).substitute(quoted)
+    quoted["fetch_code"] = fetch_code_script()
+    text = Template(template_text()).substitute(quoted)
     size = len(text.encode("utf-8"))
     if size > MAX_BYTES:
         raise UserError(f"the user data is {size} bytes, over EC2's {MAX_BYTES}; shorten the train arguments")

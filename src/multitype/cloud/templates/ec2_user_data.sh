@@ -132,28 +132,7 @@ if ! "$PY" -c 'import boto3' 2>/dev/null; then
     "$PY" -m pip install --quiet "$BOOTSTRAP_BOTO3"
 fi
 "$PY" - "$ROOT" "$WORK_DIR/code" <<'MULTITYPE_FETCH_CODE'
-import os, sys
-import boto3
-root, dest = sys.argv[1], os.path.realpath(sys.argv[2])
-bucket, _, prefix = root[len("s3://"):].partition("/")
-prefix = f"{prefix.strip('/')}/code/".lstrip("/")
-s3 = boto3.client("s3")
-count = 0
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-    for item in page.get("Contents", []):
-        rel = item["Key"][len(prefix):]
-        if rel.startswith("sagemaker/") or rel.endswith("/"):
-            continue
-        target = os.path.realpath(os.path.join(dest, rel))
-        if not rel or os.path.isabs(rel) or not target.startswith(dest + os.sep):
-            sys.exit(f"error: refusing key s3://{bucket}/{item['Key']}: it points outside {dest}")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        s3.download_file(bucket, item["Key"], target + ".part")
-        os.replace(target + ".part", target)
-        count += 1
-if not os.path.isdir(os.path.join(dest, "src", "multitype")):
-    sys.exit(f"error: {root}/code/src/multitype not found; run 'multitype sync push --only code' first")
-print(f"code: {count} file(s) from {root}/code/ into {dest}")
+@@fetch_code
 MULTITYPE_FETCH_CODE
 if [ "$INSTALL" = 1 ]; then
     cat >"$WORK_DIR/requirements.txt" <<'MULTITYPE_REQUIREMENTS'
