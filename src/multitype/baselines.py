@@ -130,8 +130,7 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
         Missing processed splits (run ``multitype prepare``) or unusable ones.
     """
     names = check_models(models)
-    storage, config = project.storage, project.configs.baseline
-    seed = project.configs.project.seed
+    storage = project.storage
     labels, splits, input_keys = _load_data(project)
     console = Console(stderr=True, soft_wrap=True)
     trackers = _start_tracking(project, names, console)

@@ -244,7 +244,6 @@ def start(project: Project, kind: str, name: str, warn: Callable[[str], None], s
     if not config.mlflow:
         return Tracker(warn=warn)
     try:
-        import mlflow  # noqa: F401
         from mlflow import MlflowClient
     except ImportError:
         warn(f"tracking.mlflow is on but MLflow is not installed ({EXTRA_HINT}); training without tracking")
