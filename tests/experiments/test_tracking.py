@@ -223,3 +223,34 @@ def test_tracking_off_by_default_writes_no_store(tmp_path: Path, cli) -> None:
     result = cli("train", "baseline", "--root", root, "--config-dir", write_configs(tmp_path / "configs"))
     assert result.exit_code == 0, result.stderr
     assert not (root / "runs/mlflow").exists() and "tracking" not in result.stderr
+
+
+@pytest.mark.slow  # a new SQLite store (~10 s)
+def test_a_resumed_run_continues_its_mlflow_run_and_a_lost_one_starts_anew(tracked_project) -> None:
+    """What the transformer loop does with the MLflow run id its checkpoint carries (TrainState.tracking_run_id)."""
+    from multitype.experiments import tracking
+    from multitype.project import open_project
+
+    root, configs = tracked_project
+    said: list[str] = []
+    first = open_project(str(root), str(configs), "train transformer")
+    tracker = tracking.start(first, "transformer", "minilm", said.append, said.append, params={"batch_size": 8})
+    run_id = tracker.run_id
+    tracker.log_metrics({"train_loss": 1.0}, step=10)
+    tracker.end("KILLED")  # SIGTERM: the checkpoint holds run_id
+
+    second = open_project(str(root), str(configs), "train transformer")
+    again = tracking.start(second, "transformer", "minilm", said.append, said.append, resume_run_id=run_id)
+    assert again.run_id == run_id
+    again.log_metrics({"train_loss": 0.5}, step=20)
+    again.end()
+    client = MlflowClient(f"sqlite:///{root}/runs/mlflow/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["multitype.run_id"] == first.run_id
+    assert run.data.tags["multitype.run_id.resumed"] == second.run_id
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train_loss")] == [(10, 1.0), (20, 0.5)]
+
+    lost = tracking.start(second, "transformer", "minilm", said.append, said.append, resume_run_id="f" * 32)
+    assert lost.active and lost.run_id != run_id
+    lost.end()
+    assert not [line for line in said if not line.startswith("tracking: MLflow run ")]
