@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test]" "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test,tracking]" "$(TORCH)"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -492,3 +492,55 @@ def imds_stub(monkeypatch: pytest.MonkeyPatch):
         yield stub
     finally:
         stub.close()
+
+
+# --- MLflow: a real `mlflow server` on 127.0.0.1 -------------------------------------------------
+@dataclass
+class MlflowServer:
+    url: str
+    workdir: Path
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """``mlflow server`` (SQLite store, local artifacts proxied by the server) on a free loopback port.
+
+    Started once per session; start-up is bounded (90 s on 2 shared cores: the first start creates the
+    database); the server's own log is in the failure message when it does not come up.
+    """
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed (pip install '.[tracking]')")
+    workdir = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_ports(1)[0]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    args = [str(mlflow) if mlflow.exists() else "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+            "--artifacts-destination", str(workdir / "artifacts"), "--workers", "1"]
+    log = open(workdir / "server.out", "ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
+                            start_new_session=True)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = _time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n"
+                                   f"{(workdir / 'server.out').read_text(errors='replace')[-2000:]}")
+            try:
+                _urlrequest.urlopen(f"{url}/health", timeout=1).close()
+                break
+            except OSError:
+                pass
+            if _time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not answer on {url} within 90 s:\n"
+                                   f"{(workdir / 'server.out').read_text(errors='replace')[-2000:]}")
+            _time.sleep(0.25)
+        yield MlflowServer(url, workdir)
+    finally:
+        # the server runs uvicorn/gunicorn workers in its own session: stop the whole group it leads
+        try:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=5)

@@ -139,6 +139,10 @@ BAD_VALUES = [
     ("transformer", "models: {roberta-base: 3}", "'models.roberta-base' Input should be a valid dictionary"),
     ("transformer", "run: {batch_size: 0}", "'run.batch_size' Input should be greater than 0, got 0"),
     ("transformer", "run: {checkpoint: {keep_last_epochs: 0}}", "'run.checkpoint.keep_last_epochs' Input should be"),
+    ("transformer", "defaults: {checkpoint: {keep: latest}}", "'defaults.checkpoint.keep' Input should be 'all', "
+                                                              "'last' or 'none', got 'latest'"),
+    ("project", "tracking: {mlflow: 3}", "'tracking.mlflow' Input should be a valid boolean"),
+    ("project", "tracking: {mlfow: true}", "unknown key 'tracking.mlfow'"),
 ]
 
 
@@ -173,11 +177,13 @@ def test_per_model_override_is_merged_deeply() -> None:
             "run: {model_name: roberta-base, checkpoint: {every_minutes: 2}}\n")
     cfg = parse_config("transformer", text, "models_transformer.yaml")
     params = cfg.params_for("roberta-base")
-    assert params.checkpoint.model_dump() == {"every_steps": 100, "every_minutes": 7, "keep_last_epochs": 3}
+    assert params.checkpoint.model_dump() == {"every_steps": 100, "every_minutes": 7, "keep_last_epochs": 3,
+                                              "keep": "last"}
     assert params.learning_rate == 3.0e-5
     assert cfg.params_for("bert-base-uncased").checkpoint.every_steps == 200
     run = cfg.run_params()
-    assert run.checkpoint.model_dump() == {"every_steps": 100, "every_minutes": 2, "keep_last_epochs": 3}
+    assert run.checkpoint.model_dump() == {"every_steps": 100, "every_minutes": 2, "keep_last_epochs": 3,
+                                           "keep": "last"}
     # the file's sections are left as written (the manifest records what the user wrote)
     assert cfg.models["roberta-base"] == {"checkpoint": {"every_steps": 100}, "learning_rate": 3.0e-5}
 

@@ -32,6 +32,7 @@ from multitype.config import BaselineConfig, TfidfConfig
 from multitype.data.dataset import load_labels, load_split
 from multitype.errors import DataError, ModelError
 from multitype.evaluate import classification_metrics, headline_uncertainty, metrics_record, predictions_block
+from multitype.experiments import tracking
 from multitype.manifest import folder_hashes, write_manifest
 from multitype.predictor import save_sklearn_model
 from multitype.project import Project
@@ -129,11 +130,49 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
         Missing processed splits (run ``multitype prepare``) or unusable ones.
     """
     names = check_models(models)
+    storage = project.storage
+    labels, splits, input_keys = _load_data(project)
+    console = Console(stderr=True, soft_wrap=True)
+    trackers = _start_tracking(project, names, console)
+    try:
+        records = _train(project, names, labels, splits, input_keys, console, trackers)
+    except BaseException:
+        for tracker in trackers.values():
+            tracker.end("FAILED")
+        raise
+    for name, tracker in trackers.items():
+        tracker.log_record(records[name])
+        tracker.log_keys(project.outputs.results, [layout.manifest(project.run_id)], "manifest")
+        tracker.log_model_folder(storage, layout.final_model(name), "model")
+        tracker.end("FINISHED")
+    return records
+
+
+def _start_tracking(project: Project, names: list[str], console: Console) -> dict[str, tracking.Tracker]:
+    """One MLflow run per model (no-op trackers when tracking is off or unusable: one warning, not one per model)."""
+    def warn(message: str) -> None:
+        console.print(f"warning: {message}", markup=False, highlight=False)
+
+    def say(message: str) -> None:
+        console.print(message, markup=False, highlight=False)
+
+    config = project.configs.baseline
+    trackers: dict[str, tracking.Tracker] = {}
+    for name in names:
+        params = {"tfidf": config.tfidf.model_dump(mode="json"),
+                  "classifier": getattr(config.models, name).model_dump(mode="json")}
+        trackers[name] = tracking.start(project, "baseline", name, warn, say, params=params)
+        if not trackers[name].active:
+            return {n: tracking.Tracker() for n in names}
+    return trackers
+
+
+def _train(project: Project, names: list[str], labels: list[str], splits: dict[str, Any], input_keys: list[str],
+           console: Console, trackers: dict[str, tracking.Tracker]) -> dict[str, dict[str, Any]]:
+    """Fit, evaluate, then write every model, its metrics, the summary and the manifest."""
     storage, config = project.storage, project.configs.baseline
     seed = project.configs.project.seed
-    labels, splits, input_keys = _load_data(project)
     train_texts, y_train = splits["train"]
-    console = Console(stderr=True, soft_wrap=True)
 
     trained: dict[str, tuple[Pipeline, dict[str, Any]]] = {}
     with _progress(console) as progress:
@@ -228,9 +267,11 @@ def train_baselines(project: Project, models: list[str] | None = None) -> dict[s
     summary = write_summary(results, "baseline")
     if summary:
         outputs.append(summary)
+    tracked = {name: {"mlflow_run_id": t.run_id, "uri": t.where} for name, t in trackers.items() if t.active}
     write_manifest(project, inputs=input_keys, outputs=outputs, output_hashes=model_hashes, extra={
         "models": names,
         "results": {name: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
                            "training_seconds": r["training_seconds"]} for name, (_, r) in trained.items()},
+        **({"tracking": tracked} if tracked else {}),
     }, storage=results)
     return {name: record for name, (_, record) in trained.items()}

@@ -118,12 +118,23 @@ class ReportConfig(_Strict):
     resamples: Int = Field(1000, ge=1000, le=100_000)  # bootstrap resamples (seeded with `seed`)
 
 
+class TrackingConfig(_Strict):
+    """MLflow experiment tracking (``pip install 'multitype[tracking]'``); off by default."""
+
+    mlflow: bool = False
+    # null: a local store under the root (runs/mlflow/); http(s)://host:port; or a SageMaker managed
+    # MLflow tracking server ARN (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)
+    uri: str | None = None
+    experiment: str | None = None     # null: the project's name
+
+
 class ProjectConfig(_Strict):
     name: str = "nlp-multitype"
     seed: Seed = 42
     storage: StorageConfig = Field(default_factory=StorageConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 # --- data_config.yaml ---------------------------------------------------------
@@ -238,6 +249,10 @@ class CheckpointConfig(_Strict):
     every_steps: Int | None = Field(200, gt=0)
     every_minutes: Float | None = Field(10, gt=0)
     keep_last_epochs: Int = Field(2, ge=1)
+    # after a run finishes: all = every checkpoint keeps its resume state; last = only the newest
+    # resumable one does (older epochs keep their weights, step checkpoints go); none = only the final
+    # model stays. In every mode <slug>-best becomes a pointer to models/final/<slug>.
+    keep: Literal["all", "last", "none"] = "last"
 
 
 class TransformerParams(_Strict):

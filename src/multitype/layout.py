@@ -25,6 +25,8 @@ FIGURES_RESULTS = "figures/results"
 CONFIGS = "configs"
 CODE = "code"
 RUNS = "runs"
+# the local MLflow store (tracking.uri: null): mlflow.db + artifacts/
+MLFLOW = f"{RUNS}/mlflow"
 
 # top-level groups that `sync --only` understands
 SYNC_GROUPS = {

@@ -32,18 +32,25 @@ def run_pipeline(project: Project, transformer: bool = True, force: bool = False
     console.rule("[bold]1/4 prepare")
     prepare(_stage(project, "prepare"), force=force)
     console.rule("[bold]2/4 baselines")
-    scores = {name: rec["accuracy"] for name, rec in train_baselines(_stage(project, "train baseline")).items()}
+    stages = [_stage(project, "train baseline")]
+    scores = {name: rec["accuracy"] for name, rec in train_baselines(stages[0]).items()}
     if transformer:
         from multitype.transformer.train import train_transformer
 
         params = project.configs.transformer.run_params()
         console.rule(f"[bold]3/4 transformer ({params.model_name})")
-        record = train_transformer(_stage(project, "train transformer"), params)
+        stages.append(_stage(project, "train transformer"))
+        record = train_transformer(stages[-1], params)
         scores[record["model"]] = record["accuracy"]
     else:
         console.rule("[bold]3/4 transformer (skipped: --no-transformer)")
     console.rule("[bold]4/4 report")
     report_key = build_report(_stage(project, "report"))
+    if project.configs.project.tracking.mlflow:
+        from multitype.experiments import tracking
+
+        tracking.attach_report(project.storage, [stage.run_id for stage in stages],
+                               lambda message: console.print(f"warning: {message}", markup=False, highlight=False))
     seconds = time.perf_counter() - started
     for model, acc in scores.items():
         console.print(f"  {model:<24} test accuracy {acc:.4f}")

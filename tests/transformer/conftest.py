@@ -47,7 +47,9 @@ def transformer_yaml(**defaults: object) -> str:
     data = yaml.safe_load(default_yaml("transformer"))
     data["defaults"].update({"max_length": 64, "batch_size": 8, "num_epochs": 2, "learning_rate": 1e-4,
                              "precision": "fp32", "warmup_ratio": 0.0, "early_stopping_patience": None,
-                             "checkpoint": {"every_steps": 2, "every_minutes": None, "keep_last_epochs": 2}})
+                             "checkpoint": {"every_steps": 2, "every_minutes": None, "keep_last_epochs": 2,
+                                            # the resume tests read a finished run's every checkpoint
+                                            "keep": "all"}})
     for key, value in defaults.items():
         data["defaults"][key] = value
     return yaml.safe_dump(data, sort_keys=False)

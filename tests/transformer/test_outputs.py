@@ -106,7 +106,10 @@ def test_checkpoints_model_and_results_each_land_in_their_own_folder(tmp_path: P
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
 
-    assert sorted(p.name for p in ckpt.iterdir()) == ["minilm-best", "minilm-epoch1", "minilm-step1"]
+    # checkpoint.keep: last dropped the finished run's older step checkpoint; -best stays whole here, since
+    # the final model lives in another folder (SM_MODEL_DIR) that a pointer could not follow after the job
+    assert sorted(p.name for p in ckpt.iterdir()) == ["minilm-best", "minilm-epoch1"]
+    assert (ckpt / "minilm-best/model.safetensors").is_file() and not (ckpt / "minilm-best/final.json").exists()
     assert (model_dir / "model.safetensors").is_file() and (model_dir / "tokenizer.json").is_file()
     assert json.loads((model_dir / "model.json").read_text())["labels"] == LABELS
     record = json.loads((results / "results/transformer/minilm_metrics.json").read_text())

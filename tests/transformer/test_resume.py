@@ -246,8 +246,9 @@ def test_a_damaged_or_missing_best_checkpoint_is_one_line_exit_2(trained, tmp_pa
     reference, configs = trained
     root = write_processed(tmp_path / "root")
     link_checkpoints(reference, root, ("epoch2", "best") if how == "damaged" else ("epoch2",))
-    if how == "damaged":
-        damage(root / CKPT / "minilm-best" / "model.safetensors")
+    best = root / CKPT / "minilm-best"
+    if how == "damaged":  # the finished reference run made -best a pointer to its final model (checkpoint.keep)
+        damage(best / ("final.json" if (best / "final.json").exists() else "model.safetensors"))
     before = snapshot(root / CKPT)
 
     result = cli(*train_args(root, configs))
@@ -255,7 +256,7 @@ def test_a_damaged_or_missing_best_checkpoint_is_one_line_exit_2(trained, tmp_pa
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: the best checkpoint {root}/{CKPT}/minilm-best ")
-    assert ("model.safetensors does not match its checksum" if how == "damaged" else "is missing") in line
+    assert ("does not match its checksum (damaged)" if how == "damaged" else "is missing") in line
     assert "--resume never" in line
     assert snapshot(root / CKPT) == before  # nothing lost
     assert not (root / "models/final").exists() and not (root / "results").exists()

@@ -29,8 +29,10 @@ def test_train_and_resume_on_an_s3_root(s3_server, tmp_path: Path, cli) -> None:
     first = cli(*args)
     assert first.exit_code == 0, first.stderr
     keys = s3_server.list_keys(bucket, "proj/")
-    for key in ("models/checkpoints/minilm-step1/_COMPLETE", "models/checkpoints/minilm-epoch1/_COMPLETE",
-                "models/checkpoints/minilm-best/model.safetensors", "models/final/minilm/model.safetensors",
+    # checkpoint.keep: last once the run finished: the older step checkpoint gone, -best a pointer to the final model
+    assert not [k for k in keys if "minilm-step1/" in k or k.endswith("minilm-best/model.safetensors")]
+    for key in ("models/checkpoints/minilm-epoch1/_COMPLETE", "models/checkpoints/minilm-epoch1/optimizer.pt",
+                "models/checkpoints/minilm-best/final.json", "models/final/minilm/model.safetensors",
                 "models/final/minilm/tokenizer.json", "results/transformer/minilm_metrics.json",
                 "results/transformer/transformer_summary.csv"):
         assert f"proj/{key}" in keys, key
@@ -45,4 +47,5 @@ def test_train_and_resume_on_an_s3_root(s3_server, tmp_path: Path, cli) -> None:
     again = cli(*args)  # the run is complete: resume re-evaluates the best model and writes the same metrics
     assert again.exit_code == 0, again.stderr
     assert "resuming from s3://" in again.stderr and "step 2)" in again.stderr
+    assert "warning" not in again.stderr  # -best read through its pointer from S3
     assert "METRIC test_accuracy=" in again.stdout and "METRIC train_loss" not in again.stdout

@@ -21,6 +21,19 @@ ConfigDirOpt = Annotated[
     typer.Option("--config-dir", envvar="MULTITYPE_CONFIG_DIR", help="Folder with the four config YAML files."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace artifacts a user made (e.g. differing raw data).")]
+MetricLinesOpt = Annotated[bool, typer.Option(
+    "--metric-lines", help="Print the machine-read 'METRIC name=value' lines on stdout even at a terminal "
+    "(they are printed anyway when stdout is a file or pipe, and inside SageMaker).")]
+
+
+def want_metric_lines(flag: bool) -> None:
+    """``--metric-lines``: through the environment, so torchrun's and ``train parallel``'s children follow it."""
+    if flag:
+        import os
+
+        from multitype.transformer.logs import METRIC_LINES_ENV
+
+        os.environ[METRIC_LINES_ENV] = "1"
 
 
 def project(command: str, root: str | None, config_dir: str) -> Project:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from multitype.cli._common import ConfigDirOpt, ForceOpt, RootOpt, console, project
+from multitype.cli._common import ConfigDirOpt, ForceOpt, MetricLinesOpt, RootOpt, console, project, want_metric_lines
 
 
 def init(
@@ -77,8 +77,10 @@ def run(
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
     force: ForceOpt = False,
+    metric_lines: MetricLinesOpt = False,
 ) -> None:
     """The whole local pipeline: prepare, baselines, transformer, report."""
+    want_metric_lines(metric_lines)
     proj = project("run", root, config_dir)
     from multitype.pipeline import run_pipeline
 

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from multitype import layout
-from multitype.cli._common import ConfigDirOpt, RootOpt, console, project, split_names
+from multitype.cli._common import (ConfigDirOpt, MetricLinesOpt, RootOpt, console, project, split_names,
+                                   want_metric_lines)
 
 app = typer.Typer(help="Train TF-IDF baselines or fine-tune transformers.", no_args_is_help=True)
 
@@ -55,10 +56,12 @@ def transformer(
     resume: ResumeOpt = "auto",
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="'all' or a count: more than one GPU re-launches under torchrun (DDP).")] = None,
     spot_watch: Annotated[bool, typer.Option("--spot-watch", help="On EC2 spot: poll the instance metadata every 5 s and save a checkpoint and stop (exit 143) on an interruption notice [env: MULTITYPE_SPOT_WATCH=1].")] = False,
+    metric_lines: MetricLinesOpt = False,
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
     """Fine-tune one transformer; resumes from the newest valid checkpoint by default."""
+    want_metric_lines(metric_lines)
     from multitype import spotwatch
 
     watch = spotwatch.enabled(spot_watch)
@@ -94,10 +97,12 @@ def parallel(
     max_train_samples: MaxTrainSamplesOpt = None,
     precision: PrecisionOpt = None,
     resume: ResumeOpt = "auto",
+    metric_lines: MetricLinesOpt = False,
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
     """One training process per GPU (queued when models outnumber GPUs; one after another on CPU)."""
+    want_metric_lines(metric_lines)
     proj = project("train parallel", root, config_dir)
     from multitype.transformer.parallel import summary_table, train_parallel
 

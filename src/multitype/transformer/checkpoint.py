@@ -69,6 +69,9 @@ STATE = "state.json"
 CHECKSUMS = "checksums.json"
 RESUME_FILES = (WEIGHTS, OPTIMIZER, SCHEDULER, SCALER, RNG_TORCH, RNG_PY, STATE)
 WEIGHT_FILES = (WEIGHTS, STATE)
+RESUME_ONLY = (OPTIMIZER, SCHEDULER, SCALER, RNG_TORCH, RNG_PY)
+# in a -best that points at the final model instead of holding a copy of its weights (see tidy_finished)
+POINTER = "final.json"
 # a local folder (or several, joined by os.pathsep) whose checkpoints may lack the marker (see above)
 MARKERLESS_DIR_ENV = "MULTITYPE_MARKERLESS_CHECKPOINT_DIR"
 
@@ -169,8 +172,13 @@ def verify(folder: Path, required: tuple[str, ...] = RESUME_FILES, require_marke
         sums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidCheckpoint(f"{CHECKSUMS} unreadable ({type(exc).__name__})") from None
+    if WEIGHTS in required and WEIGHTS not in sums and POINTER in sums:
+        required = tuple(POINTER if name == WEIGHTS else name for name in required)
     for name in required:
         if name not in sums:
+            if name in RESUME_ONLY and WEIGHTS in sums:
+                raise InvalidCheckpoint("weights only: its resume state was dropped when the run finished "
+                                        "(checkpoint.keep)")
             raise InvalidCheckpoint(f"{name} missing")
     for name, expected in sums.items():
         path = folder / name
@@ -192,11 +200,12 @@ class LocalCheckpoint:
     folder: Path
     state: dict[str, Any]
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    weights: Path | None = None    # the final model's weights, for a -best that points at them
 
     def load_weights(self, model: torch.nn.Module) -> None:
         from safetensors.torch import load_model
 
-        load_model(model, str(self.folder / WEIGHTS), strict=True)
+        load_model(model, str(self.weights or self.folder / WEIGHTS), strict=True)
 
     def load_training_state(self, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any) -> None:
         """Optimizer, scheduler, grad-scaler and RNG states (call after the model is built)."""
@@ -239,11 +248,60 @@ def open_checkpoint(storage: Storage, key: str, required: tuple[str, ...] = RESU
         folder = storage.local_path(key)
     try:
         state = verify(folder, required, require_marker=storage.remote or not markerless(folder))
+        weights = _pointed_weights(storage, key, folder, tmp) if (folder / POINTER).is_file() else None
     except InvalidCheckpoint:
         if tmp is not None:
             tmp.cleanup()
         raise
-    return LocalCheckpoint(key, folder, state, tmp)
+    return LocalCheckpoint(key, folder, state, tmp, weights)
+
+
+def _pointed_weights(storage: Storage, key: str, folder: Path, tmp: tempfile.TemporaryDirectory[str] | None) -> Path:
+    """The weights a pointer ``-best`` stands for, checked against the sha256 it recorded.
+
+    The final model's ``model.safetensors`` first; where that is gone or was
+    replaced (checkpoints copied to another root without ``models/final``), a
+    checkpoint of the same model whose weights file is byte for byte the one
+    ``-best`` held (the epoch checkpoint of the best epoch), else InvalidCheckpoint.
+    """
+    pointer = json.loads((folder / POINTER).read_text(encoding="utf-8"))
+    try:
+        return _fetch_checked(storage, f"{pointer['final']}/{WEIGHTS}", pointer["sha256"], tmp, "final")
+    except InvalidCheckpoint as exc:
+        problem = exc
+    where, name = key.rsplit("/", 1) if "/" in key else ("", key)
+    for tag, other in sorted(_tags(storage, name.removesuffix("-best"), where).items()):
+        if tag == "best" or not pointer.get("weights_sha256"):
+            continue
+        try:
+            sums = storage.read_json(f"{other}/{CHECKSUMS}")["sha256"]
+            if sums.get(WEIGHTS) == pointer["weights_sha256"] and storage.is_complete(other):
+                return _fetch_checked(storage, f"{other}/{WEIGHTS}", pointer["weights_sha256"], tmp, tag)
+        except (StorageError, KeyError, TypeError, ValueError, InvalidCheckpoint):
+            continue
+    final = storage.url(pointer["final"])
+    raise InvalidCheckpoint(f"the final model it points to, {final}, {problem}, and no other checkpoint holds "
+                            f"the same weights") from None
+
+
+def _fetch_checked(storage: Storage, key: str, sha256: str, tmp: tempfile.TemporaryDirectory[str] | None,
+                   name: str) -> Path:
+    """``key`` as a local file (downloaded into ``tmp`` for remote roots) whose sha256 is ``sha256``."""
+    try:
+        if storage.remote:
+            assert tmp is not None
+            local = Path(tmp.name) / f"pointed-{name}" / WEIGHTS
+            local.parent.mkdir(parents=True, exist_ok=True)
+            storage.get_file(key, local)
+        else:
+            local = storage.local_path(key)
+        if not local.is_file():
+            raise InvalidCheckpoint("is gone")
+    except (OSError, StorageError):
+        raise InvalidCheckpoint("cannot be read") from None
+    if _sha256(local) != sha256:
+        raise InvalidCheckpoint("was replaced since (its weights do not match)")
+    return local
 
 
 _TAG = r"(last|best|epoch\d+|step\d+)"
@@ -342,6 +400,118 @@ def prune_steps(storage: Storage, slug: str, done: int, keep: int, folder: str =
     for key in doomed:
         remove(storage, key)
     return doomed
+
+
+# -- after a run finished -----------------------------------------------------------
+def strip_resume_state(storage: Storage, key: str) -> list[str]:
+    """Drop the resume-only files (optimizer, scheduler, scaler, RNG) of the complete checkpoint ``key``.
+
+    ``checksums.json`` is rewritten first (one atomic write) and the files go
+    after, so the folder is valid at every moment: first as it was, then as a
+    weights-only checkpoint (a file not in ``checksums.json`` is not read).
+    """
+    sums = storage.read_json(f"{key}/{CHECKSUMS}")["sha256"]
+    dropped = [name for name in RESUME_ONLY if name in sums]
+    if dropped:
+        storage.write_json(f"{key}/{CHECKSUMS}", {"sha256": {k: v for k, v in sums.items() if k not in dropped}})
+        storage.rm_files([f"{key}/{name}" for name in dropped])
+    return dropped
+
+
+def point_best_at_final(storage: Storage, key: str, final_key: str) -> bool:
+    """Replace the weights of ``-best`` by a pointer to the final model folder (same storage); False if they differ.
+
+    The final model is saved from the ``-best`` weights, so its ``model.safetensors``
+    holds the same tensors; the pointer records that file's sha256 and a reader
+    (:func:`open_checkpoint`) refuses it once the final model is replaced. The
+    new folder is published whole (marker last) like any checkpoint.
+    """
+    best = open_checkpoint(storage, key, WEIGHT_FILES)
+    try:
+        if best.weights is not None:
+            return True  # a pointer already
+        from safetensors.torch import load_file
+
+        final = Path(tempfile.mkdtemp(prefix="multitype-final-"))
+        try:
+            if storage.remote:
+                storage.get_file(f"{final_key}/{WEIGHTS}", final / WEIGHTS)
+            else:
+                final = storage.local_path(final_key)
+            mine, theirs = load_file(str(best.folder / WEIGHTS)), load_file(str(final / WEIGHTS))
+            if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine):
+                return False
+            digest = _sha256(final / WEIGHTS)
+        finally:
+            if storage.remote:
+                shutil.rmtree(final, ignore_errors=True)
+        folder = Path(tempfile.mkdtemp(prefix="multitype-ckpt-"))
+        try:
+            shutil.copy2(best.folder / STATE, folder / STATE)
+            pointer = {"final": final_key, "sha256": digest,
+                       "weights_sha256": _sha256(best.folder / WEIGHTS)}  # the file it held: an epoch twin has it
+            (folder / POINTER).write_text(json.dumps(pointer, indent=2), encoding="utf-8")
+            sums = {p.name: _sha256(p) for p in sorted(folder.iterdir())}
+            (folder / CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=2), encoding="utf-8")
+            storage.put_dir(folder, key)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return True
+    finally:
+        best.close()
+
+
+def tidy_finished(storage: Storage, slug: str, keep: str, final_key: str | None,
+                  folder: str = layout.CHECKPOINTS) -> dict[str, list[str]]:
+    """Make a finished run's checkpoints lean (``checkpoint.keep``); call only after the final model is saved.
+
+    - ``all``: every checkpoint stays whole.
+    - ``last``: the newest resumable checkpoint (highest global step) stays whole;
+      older ``-epoch<k>`` keep their weights and lose their resume state
+      (:func:`strip_resume_state`); older ``-step<N>`` (mid-epoch points of a run
+      that is over) are removed.
+    - ``none``: every checkpoint of ``slug`` is removed (the final model is the result).
+
+    With ``final_key`` (the final model on the same storage), ``-best`` becomes a
+    pointer to it (:func:`point_best_at_final`) in ``all`` and ``last``.
+
+    Returns
+    -------
+    dict
+        ``{"removed": [...], "stripped": [...], "pointer": [...]}`` keys.
+    """
+    done: dict[str, list[str]] = {"removed": [], "stripped": [], "pointer": []}
+    tags = _tags(storage, slug, folder)
+    if keep == "none":
+        for key in sorted(tags.values()):
+            remove(storage, key)
+            done["removed"].append(key)
+        return done
+    if final_key is not None and "best" in tags:
+        if point_best_at_final(storage, tags["best"], final_key):
+            done["pointer"].append(tags["best"])
+    if keep == "all":
+        return done
+    positions = {}
+    for tag, key in tags.items():
+        if tag != "best":
+            try:
+                positions[key] = _position(storage.read_json(f"{key}/{STATE}"))
+            except (StorageError, KeyError, TypeError, ValueError):
+                positions[key] = (-1, -1, -1)  # unreadable: never the newest
+    if not positions:
+        return done
+    newest = max(positions, key=lambda k: positions[k])
+    for key in sorted(positions):
+        if key == newest:
+            continue
+        if epoch_number(key) is not None and positions[key] >= (0, 0, 0):
+            if strip_resume_state(storage, key):
+                done["stripped"].append(key)
+        else:
+            remove(storage, key)
+            done["removed"].append(key)
+    return done
 
 
 class Checkpointer:

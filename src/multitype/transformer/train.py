@@ -41,8 +41,9 @@ import torch.nn.functional as F
 from multitype import interrupts, layout
 from multitype.config import TransformerParams
 from multitype.data.dataset import load_labels, load_split
-from multitype.errors import DataError, Interrupted, ModelError
+from multitype.errors import DataError, Interrupted, ModelError, StorageError
 from multitype.evaluate import classification_metrics, headline_uncertainty, metrics_record, predictions_block
+from multitype.experiments import tracking
 from multitype.project import Project
 from multitype.transformer import artifacts, batches, checkpoint, launch, models, runtime
 from multitype.transformer.logs import log, metric, quiet, warn
@@ -73,6 +74,7 @@ class TrainState:
     epoch_examples: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     lineage: str = ""              # run id of the run that started from scratch
+    tracking_run_id: str = ""      # the MLflow run this training run logs to (a resume continues it)
 
     def train_loss(self) -> float:
         return self.epoch_loss_sum / max(self.epoch_examples, 1)
@@ -146,6 +148,7 @@ class Run:
     bar: Any = None
     interactive: bool = False
     throughput: float = 0.0
+    tracker: tracking.Tracker = field(default_factory=tracking.Tracker)
 
     @property
     def slug(self) -> str:
@@ -200,24 +203,31 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     try:
         with interrupts.stop_on_signals():  # a SIGTERM while loading is answered at the first step
             run = _setup(project, params, resume, rt)
-            _start_loop(run)
             try:
-                while not run.state.finished:
-                    _train_epoch(run)
-                    _evaluate_epoch(run)
-                if rt.device.type == "cuda":
-                    torch.cuda.synchronize(rt.device)
-                run.throughput = run.meter.samples_per_s() if run.meter.compute_samples else run.state.samples_per_s
-            except torch.cuda.OutOfMemoryError:
-                raise ModelError(f"CUDA out of memory with --batch-size {run.params.batch_size} and --max-length "
-                                 f"{run.params.max_length}; lower one of them, or set gradient_checkpointing: true "
-                                 f"in models_transformer.yaml") from None
-            finally:
-                run.bar.close()
-                if run.publisher is not None:
-                    run.publisher.close(wait=True)
-            rt.barrier()
-            return _finish(run)
+                _start_loop(run)
+                try:
+                    while not run.state.finished:
+                        _train_epoch(run)
+                        _evaluate_epoch(run)
+                    if rt.device.type == "cuda":
+                        torch.cuda.synchronize(rt.device)
+                    run.throughput = (run.meter.samples_per_s() if run.meter.compute_samples
+                                      else run.state.samples_per_s)
+                except torch.cuda.OutOfMemoryError:
+                    raise ModelError(f"CUDA out of memory with --batch-size {run.params.batch_size} and --max-length "
+                                     f"{run.params.max_length}; lower one of them, or set gradient_checkpointing: "
+                                     f"true in models_transformer.yaml") from None
+                finally:
+                    run.bar.close()
+                    if run.publisher is not None:
+                        run.publisher.close(wait=True)
+                rt.barrier()
+                record = _finish(run)
+            except BaseException as exc:
+                run.tracker.end("KILLED" if isinstance(exc, Interrupted) else "FAILED")
+                raise
+            run.tracker.end("FINISHED")
+            return record
     finally:
         rt.close()
 
@@ -299,6 +309,14 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                                               replace_others=point is None)
         if point is not None:
             checkpoints.last_step = state.global_step  # already saved: a stop before the next step saves nothing
+
+    # tracking (main process), last, so that a failed setup leaves no MLflow run open: a server that does
+    # not answer is a warning here, before the first step; a resumed run continues its MLflow run
+    tracker = tracking.Tracker()
+    if rt.is_main:
+        tracker = tracking.start(project, "transformer", params.model_name, caution, say,
+                                 params=params.model_dump(mode="json"), resume_run_id=state.tracking_run_id or None)
+        state.tracking_run_id = tracker.run_id or state.tracking_run_id
     return Run(project=project, params=params, rt=rt, source=source, identity=identity, label_names=label_names,
                seed=seed, precision=precision, tokenizer=tokenizer, data=data, sampler=sampler,
                steps_per_epoch=steps_per_epoch, total_steps=total_steps,
@@ -308,7 +326,7 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                publisher=publisher, checkpoints=checkpoints, say=say, caution=caution,
                pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                multiple_of=8 if rt.device.type == "cuda" else 1,
-               loss_acc=torch.zeros((), dtype=torch.float64, device=rt.device))
+               loss_acc=torch.zeros((), dtype=torch.float64, device=rt.device), tracker=tracker)
 
 
 def _start_loop(run: Run) -> None:
@@ -392,9 +410,11 @@ def _report_progress(run: Run) -> None:
             run.say(f"step {state.global_step}/{run.total_steps} (epoch {state.epoch + 1}): loss {loss:.4f}, "
                     f"lr {lr:.2e}, {meter.samples_per_s():.1f} samples/s")
     if state.global_step % _LOG_EVERY_STEPS == 0:
+        loss, lr = run.read_loss(), run.scheduler.get_last_lr()[0]
         metric("step", state.global_step)
-        metric("train_loss", run.read_loss())
-        metric("learning_rate", run.scheduler.get_last_lr()[0])
+        metric("train_loss", loss)
+        metric("learning_rate", lr)
+        run.tracker.log_metrics({"train_loss": loss, "learning_rate": lr}, step=state.global_step)
 
 
 def _checkpoint_due(params: TransformerParams, step: int, last_save: float) -> bool:
@@ -438,6 +458,9 @@ def _evaluate_epoch(run: Run) -> None:
         for name in ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1"):
             if name in entry:
                 metric(name, entry[name])
+        run.tracker.log_metrics({"epoch": entry["epoch"], "epoch_train_loss": entry["train_loss"],
+                                 **{k: v for k, v in entry.items() if k.startswith("val_")}},
+                                step=state.global_step)
         shown = f"val {params.metric} {value:.4f}" if value is not None else "no validation data"
         run.say(f"epoch {state.epoch + 1}/{run.num_epochs}: train loss {entry['train_loss']:.4f}, {shown}"
                 f"{' (best)' if improved else ''}")
@@ -573,8 +596,11 @@ def _finish(run: Run) -> dict[str, Any]:
         artifacts.write_results(project, slug, record, run.data.keys,
                                 extra={"params": params.model_dump(mode="json"), "model": params.model_name,
                                        "model_identity": run.identity.identity,
-                                       "model_revision": run.identity.revision, "lineage": state.lineage},
+                                       "model_revision": run.identity.revision, "lineage": state.lineage,
+                                       **_tracking_fields(run.tracker)},
                                 output_hashes=hashes)
+        _track_finish(run, record, place)
+        _tidy_checkpoints(run, place)
         for name in ("accuracy", "macro_f1"):
             metric(f"test_{name}" if "test" in splits else f"val_{name}", record[name])
         metric("train_samples_per_s", run.throughput)
@@ -582,6 +608,38 @@ def _finish(run: Run) -> dict[str, Any]:
                 f"(best epoch {state.best_epoch}); model in {place.url()}")
     rt.barrier()
     return record
+
+
+def _tracking_fields(tracker: tracking.Tracker) -> dict[str, Any]:
+    """What the manifest says about tracking: the MLflow run id and where it is (nothing when off)."""
+    return {"tracking": {"mlflow_run_id": tracker.run_id, "uri": tracker.where}} if tracker.active else {}
+
+
+def _track_finish(run: Run, record: dict[str, Any], place: Any) -> None:
+    """Final metrics, the manifest and the final model folder to the MLflow run."""
+    tracker = run.tracker
+    if not tracker.active:
+        return
+    tracker.log_record(record, step=run.state.global_step)
+    tracker.log_keys(run.project.outputs.results, [layout.manifest(run.project.run_id)], "manifest")
+    tracker.log_model_folder(place.storage, place.key, "model")
+
+
+def _tidy_checkpoints(run: Run, place: Any) -> None:
+    """``checkpoint.keep`` once the final model and results are written (main process; never before)."""
+    places, keep = run.project.outputs.checkpoints, run.params.checkpoint.keep
+    # -best points at the final model only where both live in one storage (not SageMaker's two folders)
+    final_key = place.key if place.storage is places.storage and place.key else None
+    try:
+        done = checkpoint.tidy_finished(places.storage, run.slug, keep, final_key, places.key)
+    except (StorageError, checkpoint.InvalidCheckpoint, OSError) as exc:
+        run.caution(f"the finished run's checkpoints were left as they are ({exc}); the final model is saved")
+        return
+    parts = [f"{len(done['removed'])} removed" if done["removed"] else "",
+             f"{len(done['stripped'])} kept as weights only" if done["stripped"] else "",
+             f"{run.slug}-best points to {place.url()}" if done["pointer"] else ""]
+    if any(parts):
+        run.say(f"checkpoints (checkpoint.keep: {keep}): {', '.join(p for p in parts if p)}")
 
 
 def _load_best(run: Run) -> None:

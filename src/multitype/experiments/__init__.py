@@ -1,0 +1,1 @@
+"""Experiment bookkeeping beside training: MLflow tracking (tune and registry come later)."""
