@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from multitype.cloud.ec2.userdata import MAX_BYTES, Template, fetch_code_script, pinned_requirements, template_text
+from multitype.cloud.ec2.userdata import MAX_BYTES, Template, install_code_block, pinned_requirements, template_text
 from multitype.errors import UserError
 
 TEMPLATE = "serve_user_data.sh"
@@ -72,8 +72,7 @@ def render_serve_user_data(*, root: str, region: str, model: str, port: int = 80
     values = {"root": root.rstrip("/"), "region": region, "model": model.rstrip("/"), "port": str(int(port)),
               "endpoint_url": endpoint_url or "", "boto3_requirement": boto3, "torch_requirement": torch_requirement}
     quoted = {name: shlex.quote(value) for name, value in values.items()}
-    quoted["requirements"] = requirements
-    quoted["fetch_code"] = fetch_code_script()
+    quoted["install_code"] = install_code_block(requirements)
     text = Template(template_text(TEMPLATE)).substitute(quoted)
     size = len(text.encode("utf-8"))
     if size > MAX_BYTES:

@@ -35,6 +35,7 @@ _LOG_STREAM = re.compile(r"^[^:*]{1,512}$")
 
 
 FETCH_CODE = "fetch_code.py"  # the code/ download, shared with the serving user data
+INSTALL_CODE = "install_code.sh"  # Python, code/ and its requirements: the part both user-data templates share
 
 
 class Template(string.Template):
@@ -54,6 +55,16 @@ def fetch_code_script() -> str:
     while lines and lines[0].startswith("#"):  # the file's header, not the script's
         lines.pop(0)
     return "\n".join(lines)
+
+
+def install_code_block(requirements: str) -> str:
+    """The templates' shared part (``templates/install_code.sh``, put in at ``@@install_code``): the Python with
+    torch and the code of ``<root>/code/`` with ``requirements`` (pinned, one per line)."""
+    lines = template_text(INSTALL_CODE).split("\n")
+    while lines and not lines[0].startswith("# -- "):  # the file's header, not the script's
+        lines.pop(0)
+    return Template("\n".join(lines).rstrip("\n")).substitute(fetch_code=fetch_code_script(),
+                                                              requirements=requirements)
 
 
 def _train_command(train_args: list[str]) -> list[str]:
@@ -138,8 +149,7 @@ def render_user_data(*, root: str, region: str, run_id: str, train_args: list[st
               "endpoint_url": endpoint_url or "", "boto3_requirement": boto3, "torch_requirement": torch_requirement}
     quoted = {name: shlex.quote(value) for name, value in values.items()}
     quoted["train_args"] = " ".join(shlex.quote(arg) for arg in args)
-    quoted["requirements"] = requirements
-    quoted["fetch_code"] = fetch_code_script()
+    quoted["install_code"] = install_code_block(requirements)
     text = Template(template_text()).substitute(quoted)
     size = len(text.encode("utf-8"))
     if size > MAX_BYTES:

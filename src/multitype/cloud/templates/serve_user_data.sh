@@ -44,40 +44,7 @@ trap 'say "failed with exit code $? (see $WORK_DIR/user-data.log)"' ERR
 
 say "serving $MODEL on port $PORT: root $ROOT, region $REGION, work dir $WORK_DIR"
 
-# -- 2. the Python with torch
-INSTALL=1
-PY=""
-if [ -n "$USE_PYTHON" ]; then
-    PY="$USE_PYTHON"
-    INSTALL=0
-    say "using $PY as it is (MULTITYPE_USE_PYTHON): nothing installed"
-else
-    for candidate in /opt/pytorch/bin/python3 /opt/conda/envs/pytorch/bin/python3; do
-        if [ -x "$candidate" ]; then PY="$candidate"; break; fi
-    done
-    if [ -z "$PY" ]; then
-        say "no Deep Learning AMI PyTorch environment: making a venv and installing $TORCH_REQUIREMENT"
-        python3 -m venv "$WORK_DIR/venv"
-        PY="$WORK_DIR/venv/bin/python3"
-        "$PY" -m pip install --quiet --upgrade pip
-        "$PY" -m pip install --quiet "$TORCH_REQUIREMENT"
-    fi
-fi
-
-# -- 3. the code: <root>/code/ (requirements.txt, src/, bundle.json; not the SageMaker tarballs)
-if ! "$PY" -c 'import boto3' 2>/dev/null; then
-    "$PY" -m pip install --quiet "$BOOTSTRAP_BOTO3"
-fi
-"$PY" - "$ROOT" "$WORK_DIR/code" <<'MULTITYPE_FETCH_CODE'
-@@fetch_code
-MULTITYPE_FETCH_CODE
-if [ "$INSTALL" = 1 ]; then
-    cat >"$WORK_DIR/requirements.txt" <<'MULTITYPE_REQUIREMENTS'
-@@requirements
-MULTITYPE_REQUIREMENTS
-    "$PY" -m pip install --quiet -r "$WORK_DIR/requirements.txt"
-fi
-PYTHONPATH="$WORK_DIR/code/src" "$PY" -c 'import multitype, os; print("multitype from", os.path.dirname(multitype.__file__))'
+@@install_code
 
 # -- 4. the service (every value in it was checked to hold no space, quote or '%' when rendered)
 mkdir -p "$SYSTEMD_DIR"
