@@ -93,6 +93,31 @@ def metrics_key(kind: str, name: str) -> str:
     return layout.baseline_metrics(name) if kind == "baseline" else layout.transformer_metrics(name)
 
 
+def fetch_job_model(job_name: str, desc: dict[str, Any], dest: Path, aws: AwsConfig, endpoint_url: str | None,
+                    purpose: str, echo: Callable[[str], None] | None = None) -> str:
+    """Download the model.tar.gz of a described training job and unpack it (checked) into ``dest``; its URL.
+
+    Raises
+    ------
+    AwsError
+        The job names no model archive, or the archive is not in S3.
+    """
+    url = (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if not url:
+        raise AwsError(f"training job {job_name} has no ModelArtifacts.S3ModelArtifacts; no model to {purpose}")
+    folder, _, name = url.rpartition("/")
+    artifacts = Storage(folder, endpoint_url=endpoint_url, profile=aws.profile)
+    if not artifacts.exists(name):
+        raise AwsError(f"{url} not found: the model archive of training job {job_name} is missing")
+    if echo is not None:
+        echo(f"downloading {url}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    archive = artifacts.get_file(name, dest.parent / f"{dest.name}.tar.gz")
+    safe_unpack(archive, dest, url)
+    archive.unlink()
+    return url
+
+
 def safe_unpack(archive: str | Path, dest: str | Path, source: str) -> list[str]:
     """Unpack a ``.tar.gz`` into ``dest``, after checking every member; returns the files' relative paths.
 
@@ -253,17 +278,7 @@ def collect(local: Storage, aws: AwsConfig, job_name: str, force: bool = False, 
     with tempfile.TemporaryDirectory(prefix="multitype-collect-") as tmp:
         unpacked = Path(tmp) / "model"
         if any(info.get("model_dir") is not None for info in models.values()):
-            url = (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-            if not url:
-                raise AwsError(f"training job {job_name} has no ModelArtifacts.S3ModelArtifacts; no model to collect")
-            folder, _, name = url.rpartition("/")
-            artifacts = Storage(folder, endpoint_url=endpoint_url, profile=aws.profile)
-            if not artifacts.exists(name):
-                raise AwsError(f"{url} not found: the model archive of training job {job_name} is missing")
-            echo(f"downloading {url}")
-            archive = artifacts.get_file(name, Path(tmp) / "model.tar.gz")
-            safe_unpack(archive, unpacked, url)
-            archive.unlink()
+            url = fetch_job_model(job_name, desc, unpacked, aws, endpoint_url, "collect", echo)
             for slug, info in models.items():
                 if info.get("model_dir") is not None and not (unpacked / str(info["model_dir"]).strip("/")).is_dir():
                     raise AwsError(f"{url} has no folder {info['model_dir']!r} for model {slug} (named in "

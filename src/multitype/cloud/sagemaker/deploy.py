@@ -232,16 +232,7 @@ def _job_model(project: Project, aws: AwsConfig, job_name: str, tmp: Path) -> tu
         raise AwsError(f"training job {job_name} saved {len(with_model)} models ({names}); collect it "
                        f"('multitype sagemaker collect {job_name}') and deploy one of them by name")
     slug, info = next(iter(with_model.items()))
-    url = (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if not url:
-        raise AwsError(f"training job {job_name} has no ModelArtifacts.S3ModelArtifacts; no model to deploy")
-    folder, _, name = url.rpartition("/")
-    artifacts = Storage(folder, endpoint_url=endpoint_url, profile=aws.profile)
-    if not artifacts.exists(name):
-        raise AwsError(f"{url} not found: the model archive of training job {job_name} is missing")
-    archive = artifacts.get_file(name, tmp / "job-model.tar.gz")
-    collect.safe_unpack(archive, tmp / "job-model", url)
-    archive.unlink()
+    url = collect.fetch_job_model(job_name, desc, tmp / "job-model", aws, endpoint_url, "deploy")
     model_dir = tmp / "job-model" / str(info["model_dir"]).strip("/")
     if not model_dir.is_dir():
         raise AwsError(f"{url} has no folder {info['model_dir']!r} for model {slug}")
