@@ -176,7 +176,7 @@ def verify(folder: Path, required: tuple[str, ...] = RESUME_FILES, require_marke
         required = tuple(POINTER if name == WEIGHTS else name for name in required)
     for name in required:
         if name not in sums:
-            if name in RESUME_ONLY and WEIGHTS in sums:
+            if name in RESUME_ONLY and WEIGHTS in sums and not any(n in sums for n in RESUME_ONLY):
                 raise InvalidCheckpoint("weights only: its resume state was dropped when the run finished "
                                         "(checkpoint.keep)")
             raise InvalidCheckpoint(f"{name} missing")
