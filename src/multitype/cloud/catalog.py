@@ -25,6 +25,7 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 from multitype.errors import AwsError
 
@@ -46,13 +47,24 @@ class TrainingImage:
     processor: str | None
 
 
-@functools.lru_cache(maxsize=1)
-def training_instance_types() -> tuple[str, ...]:
-    """Every SageMaker training instance type botocore's service model knows (``ml.m5.xlarge``, ...)."""
+@functools.lru_cache(maxsize=None)
+def service_enum(service: str, shape: str) -> tuple[str, ...]:
+    """The values botocore's model of ``service`` allows for the string ``shape`` (instance types, ...)."""
     import botocore.session
 
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return tuple(model.shape_for("TrainingInstanceType").enum)
+    model = botocore.session.get_session().get_service_model(service)
+    return tuple(model.shape_for(shape).enum)
+
+
+def nearest_hint(value: str, known: Sequence[str], otherwise: str, cutoff: float = 0.6) -> str:
+    """``did you mean a, b, c?`` with the names closest to a mistyped ``value``, else ``otherwise``."""
+    near = difflib.get_close_matches(value, known, n=3, cutoff=cutoff)
+    return f"did you mean {', '.join(near)}?" if near else otherwise
+
+
+def training_instance_types() -> tuple[str, ...]:
+    """Every SageMaker training instance type botocore's service model knows (``ml.m5.xlarge``, ...)."""
+    return service_enum("sagemaker", "TrainingInstanceType")
 
 
 def check_instance_type(instance_type: str) -> str:
@@ -66,18 +78,13 @@ def check_instance_type(instance_type: str) -> str:
     known = training_instance_types()
     if instance_type in known:
         return instance_type
-    near = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(near)}?" if near else "see 'aws sagemaker create-training-job help'"
+    hint = nearest_hint(instance_type, known, "see 'aws sagemaker create-training-job help'")
     raise AwsError(f"instance type {instance_type!r} is not a SageMaker training instance type; {hint}")
 
 
-@functools.lru_cache(maxsize=1)
 def hosting_instance_types() -> tuple[str, ...]:
     """Every instance type a SageMaker endpoint can run on (botocore's ``ProductionVariantInstanceType`` enum)."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return tuple(model.shape_for("ProductionVariantInstanceType").enum)
+    return service_enum("sagemaker", "ProductionVariantInstanceType")
 
 
 def check_hosting_instance_type(instance_type: str) -> str:
@@ -91,8 +98,7 @@ def check_hosting_instance_type(instance_type: str) -> str:
     known = hosting_instance_types()
     if instance_type in known:
         return instance_type
-    near = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(near)}?" if near else "see 'aws sagemaker create-endpoint-config help'"
+    hint = nearest_hint(instance_type, known, "see 'aws sagemaker create-endpoint-config help'")
     raise AwsError(f"--instance-type {instance_type!r} is not a SageMaker endpoint instance type; {hint}")
 
 

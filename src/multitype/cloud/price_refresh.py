@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from multitype.cloud import aws as cloud_aws
+from multitype.cloud.catalog import nearest_hint
 from multitype.cloud.prices import PriceCatalog, load_catalog, user_catalog_path
 from multitype.config import AwsConfig
 from multitype.errors import AwsError
@@ -61,8 +62,7 @@ def location_name(region: str) -> str:
     AwsError
         botocore does not know the region.
     """
-    import difflib
-
+    
     import botocore.session
 
     regions: dict[str, str] = {}
@@ -70,9 +70,8 @@ def location_name(region: str) -> str:
         regions.update({name: str(r["description"]) for name, r in partition.get("regions", {}).items()})
     if region in regions:
         return regions[region]
-    near = difflib.get_close_matches(region, list(regions), n=3, cutoff=0.6)
     raise AwsError(f"unknown AWS region {region!r} (aws.region in project.yaml); "
-                   + (f"did you mean {', '.join(near)}?" if near else "e.g. us-east-1"))
+                   + nearest_hint(region, list(regions), "e.g. us-east-1"))
 
 
 def product_filters(instance_type: str, location: str) -> tuple[str, list[dict[str, str]]]:

@@ -18,7 +18,6 @@ on-demand x the runbook's spot ratio and says so.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from multitype.cloud.catalog import nearest_hint
 from multitype.errors import AwsError
 
 PACKAGE_FILE = "data/prices.json"
@@ -182,8 +182,7 @@ class PriceCatalog:
         spec = self.instance(name)
         if spec is not None:
             return spec
-        near = difflib.get_close_matches(name, list(self._instances), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(self._instances)}"
+        hint = nearest_hint(name, list(self._instances), f"known: {', '.join(self._instances)}", cutoff=0.5)
         raise AwsError(f"instance type {name!r} is not in the price catalog ({self.date}); {hint} "
                        "(or run 'multitype cost refresh')")
 

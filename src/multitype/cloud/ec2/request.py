@@ -20,12 +20,12 @@ capacity returns.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import time
 from typing import Any, Mapping
 
+from multitype.cloud.catalog import nearest_hint, service_enum
 from multitype.errors import AwsError
 
 NAME_PREFIX = "multitype"
@@ -49,13 +49,9 @@ def run_id(slug: str, now: float | None = None) -> str:
     return f"{NAME_PREFIX}-{clean}-{stamp}"
 
 
-@functools.lru_cache(maxsize=1)
 def instance_types() -> tuple[str, ...]:
     """Every EC2 instance type botocore's service model knows (``g5.xlarge``, ...)."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("ec2")
-    return tuple(model.shape_for("InstanceType").enum)
+    return service_enum("ec2", "InstanceType")
 
 
 def check_instance_type(instance_type: str) -> str:
@@ -73,8 +69,7 @@ def check_instance_type(instance_type: str) -> str:
     if instance_type.startswith("ml.") and instance_type[3:] in known:
         hint = f"EC2 names it {instance_type[3:]!r} (without SageMaker's 'ml.')"
     else:
-        near = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(near)}?" if near else "see 'aws ec2 describe-instance-types'"
+        hint = nearest_hint(instance_type, known, "see 'aws ec2 describe-instance-types'")
     raise AwsError(f"instance type {instance_type!r} is not an EC2 instance type; {hint}")
 
 
@@ -101,8 +96,7 @@ def check_region(region: str) -> str:
     known = regions()
     if region in known:
         return region
-    near = difflib.get_close_matches(region, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(near)}?" if near else "see 'aws ec2 describe-regions'"
+    hint = nearest_hint(region, known, "see 'aws ec2 describe-regions'", cutoff=0.5)
     raise AwsError(f"aws.region {region!r} in project.yaml is not an AWS region with EC2; {hint}")
 
 
