@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from multitype.data import sources
-from multitype.errors import DataError, ModelError, StorageError
+from multitype.errors import DataError, ModelError, UserError
 from multitype.manifest import write_manifest
 from multitype.predictor import BACKENDS, Predictor, check_backend_files, load_predictor
-from multitype.project import Project
+from multitype.project import Place, Project
 from multitype.storage import Storage, check_key, is_remote
 
 INPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -50,12 +50,13 @@ def _open_file(project: Project, location: str) -> tuple[Storage, str]:
     return Storage(str(path.parent)), path.name
 
 
-@contextlib.contextmanager
-def model_folder(project: Project, model: str, backend: str = "torch") -> Iterator[Path]:
-    """A local folder with the model's files: the folder itself, or a temp copy from S3.
+def model_place(project: Project, model: str) -> Place:
+    """The model folder as a :class:`Place`: a local folder, an ``s3://`` URL, or a key under the root.
 
-    ``model`` is a local folder, an ``s3://`` URL, or a key under the project root. A copy
-    is made only when the folder has what ``backend`` needs (:func:`~multitype.predictor.check_backend_files`).
+    Raises
+    ------
+    ModelError
+        No such folder.
     """
     cfg = project.configs.project
     if is_remote(model):
@@ -63,25 +64,30 @@ def model_folder(project: Project, model: str, backend: str = "torch") -> Iterat
                           profile=cfg.aws.profile)
         if not storage.isdir(""):
             raise ModelError(f"model folder {model} not found; check the URL or train the model first")
-        check_backend_files(storage, model, backend)
-        with storage.local_dir("") as local:
-            yield local
-        return
+        return Place(storage, "")
     path = Path(model.removeprefix("file://")).expanduser()
     if path.is_dir():
-        yield path
-        return
+        return Place(Storage(str(path.resolve())), "")
     try:
         key = check_key(model)
-    except StorageError:
-        key = None
+    except UserError:
+        key = ""
     if key and project.storage.isdir(key):
-        check_backend_files(project.storage, model, backend, key)
-        with project.storage.local_dir(key) as local:
-            yield local
-        return
-    raise ModelError(f"model '{model}' not found (neither a folder nor {project.storage.url(key or '')}); "
-                     "pass a model folder such as models/final/logreg, after 'multitype train baseline'")
+        return Place(project.storage, key)
+    raise ModelError(f"model folder {model} not found; pass models/final/<name> (train a model first)")
+
+
+@contextlib.contextmanager
+def model_folder(project: Project, model: str, backend: str = "torch") -> Iterator[Path]:
+    """A local folder with the model's files: the folder itself, or a temp copy from S3.
+
+    ``model`` is as :func:`model_place` takes it. A copy is made only when the folder has what ``backend``
+    needs (:func:`~multitype.predictor.check_backend_files`).
+    """
+    place = model_place(project, model)
+    check_backend_files(place.storage, model, backend, place.key)
+    with place.storage.local_dir(place.key) as local:
+        yield local
 
 
 def read_texts(project: Project, location: str, text_field: str) -> tuple[list[str], str]:

@@ -29,8 +29,8 @@ from typing import Any
 from multitype import layout
 from multitype.errors import DataError, ModelError, UserError
 from multitype.manifest import folder_hashes, write_manifest
+from multitype.predict import model_place
 from multitype.project import Place, Project
-from multitype.storage import Storage, check_key, is_remote
 
 QUANTIZE = ("int8",)
 OPSET = 18
@@ -125,27 +125,6 @@ def quantize_int8(source: Path, dest: Path) -> Path:
     finally:
         root.setLevel(level)
     return dest
-
-
-def model_place(project: Project, model: str) -> Place:
-    """The model folder as a :class:`Place`: a local folder, an ``s3://`` URL, or a key under the root."""
-    cfg = project.configs.project
-    if is_remote(model):
-        storage = Storage(model.rstrip("/"), endpoint_url=cfg.storage.endpoint_url or project.storage.endpoint_url,
-                          profile=cfg.aws.profile)
-        if not storage.isdir(""):
-            raise ModelError(f"model folder {model} not found; check the URL or train the model first")
-        return Place(storage, "")
-    path = Path(model.removeprefix("file://")).expanduser()
-    if path.is_dir():
-        return Place(Storage(str(path.resolve())), "")
-    try:
-        key = check_key(model)
-    except UserError:
-        key = ""
-    if key and project.storage.isdir(key):
-        return Place(project.storage, key)
-    raise ModelError(f"model folder {model} not found; pass models/final/<name> (train a model first)")
 
 
 def _check_exportable(place: Place, model: str, force: bool) -> None:
