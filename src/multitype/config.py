@@ -19,6 +19,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, Typ
                       ValidationInfo, field_validator, model_validator)
 
 from multitype.errors import ConfigError
+from multitype.tuning.space import TuneConfig
 
 CONFIG_FILES = {
     "project": "project.yaml",
@@ -239,9 +240,41 @@ class BaselineModels(_Strict):
     linear_svm: LinearSvmConfig = Field(default_factory=LinearSvmConfig)
 
 
+# what `multitype tune baseline` may search: the classifier's own keys, then the shared TF-IDF ones
+BASELINE_TUNABLE = {"C": "models", "class_weight": "models", "max_iter": "models",
+                    "ngram_range": "tfidf", "min_df": "tfidf", "max_features": "tfidf", "sublinear_tf": "tfidf"}
+
+
 class BaselineConfig(_Strict):
     tfidf: TfidfConfig = Field(default_factory=TfidfConfig)
     models: BaselineModels = Field(default_factory=BaselineModels)
+    # null: `multitype tune baseline` needs one; see multitype.tuning.space for the forms
+    tune: TuneConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_tune(self) -> "BaselineConfig":
+        if self.tune is None:
+            return self
+        problems = []
+        for name, dist in self.tune.distributions().items():
+            section = BASELINE_TUNABLE.get(name)
+            if section is None:
+                problems.append(f"'tune.space.{name}' is not a baseline parameter; tunable: "
+                                f"{', '.join(BASELINE_TUNABLE)}")
+                continue
+            for value in dist.values_to_check():
+                try:
+                    if section == "tfidf":
+                        TfidfConfig.model_validate({**self.tfidf.model_dump(), name: value})
+                    else:
+                        owners = [m for m in (LogregConfig, LinearSvmConfig) if name in m.model_fields]
+                        for owner in owners:
+                            owner.model_validate({name: value})
+                except ValidationError as exc:
+                    problems.append(f"'tune.space.{name}' value {value!r}: {_first_msg(exc)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 # --- models_transformer.yaml --------------------------------------------------
@@ -287,6 +320,29 @@ class TransformerConfig(_Strict):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # what `multitype run` fine-tunes: overrides on top of defaults + models[...]
     run: dict[str, Any] = Field(default_factory=lambda: {"model_name": "minilm"})
+    # null: `multitype tune transformer` needs one; see multitype.tuning.space for the forms
+    tune: TuneConfig | None = None
+
+    @field_validator("tune")
+    @classmethod
+    def _check_tune(cls, v: TuneConfig | None, info: ValidationInfo) -> TuneConfig | None:
+        if v is None:
+            return v
+        base = _base(info)
+        problems = []
+        for name, dist in v.distributions().items():
+            if name not in TRANSFORMER_TUNABLE:
+                problems.append(f"'tune.space.{name}' is not a fine-tuning parameter; tunable: "
+                                f"{', '.join(TRANSFORMER_TUNABLE)}")
+                continue
+            for value in dist.values_to_check():
+                try:
+                    TransformerParams.model_validate({**base, name: value})
+                except ValidationError as exc:
+                    problems.append(f"'tune.space.{name}' value {value!r}: {_first_msg(exc)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
     @field_validator("models", "run", mode="before")
     @classmethod
@@ -339,6 +395,13 @@ class TransformerConfig(_Strict):
 
 
 _PARAMS_BY_NAME = TypeAdapter(dict[str, TransformerParams])
+# what `multitype tune transformer` may search: every top-level parameter but the model, seed and checkpoints
+TRANSFORMER_TUNABLE = tuple(name for name in TransformerParams.model_fields
+                            if name not in {"model_name", "seed", "checkpoint", "metric"})
+
+
+def _first_msg(exc: ValidationError) -> str:
+    return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
 
 
 def _base(info: ValidationInfo) -> dict[str, Any]:
@@ -395,6 +458,13 @@ def _format_errors(filename: str, exc: ValidationError) -> str:
             parts.append(f"{filename}: missing key '{loc}'")
         else:
             msg = err["msg"].removeprefix("Value error, ")
+            if msg.startswith("'"):
+                # a validator that names its own keys ('tune.space.x' ...): one problem per key, under loc
+                for one in msg.split("; '"):
+                    key = one.lstrip("'")
+                    full = key if not loc or key.startswith(f"{loc}.") else f"{loc}.{key}"
+                    parts.append(f"{filename}: '{full}")
+                continue
             value = err.get("input")
             shown = "" if isinstance(value, (dict, list)) else f", got {value!r}"
             parts.append(f"{filename}: '{loc}' {msg}{shown}" if loc else f"{filename}: {msg}")
