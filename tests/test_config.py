@@ -141,6 +141,10 @@ BAD_VALUES = [
     ("transformer", "run: {checkpoint: {keep_last_epochs: 0}}", "'run.checkpoint.keep_last_epochs' Input should be"),
     ("transformer", "defaults: {checkpoint: {keep: latest}}", "'defaults.checkpoint.keep' Input should be 'all', "
                                                               "'last' or 'none', got 'latest'"),
+    ("transformer", "defaults: {compile: maybe}", "'defaults.compile' must be auto, true or false, "
+                                                  "got 'maybe'"),
+    ("transformer", "models: {minilm: {compile: 1}}", "'models.minilm.compile' must be auto, true or "
+                                                      "false, got 1"),
     ("project", "tracking: {mlflow: 3}", "'tracking.mlflow' Input should be a valid boolean"),
     ("project", "tracking: {mlfow: true}", "unknown key 'tracking.mlfow'"),
 ]
@@ -162,6 +166,13 @@ def test_bad_number_names_file_and_key(config_dir: Path, kind: str, text: str, e
 def test_good_min_df_kept_as_written(text: str, value: float) -> None:
     cfg = parse_config("baseline", text, "models_baseline.yaml")
     assert cfg.tfidf.min_df == value and type(cfg.tfidf.min_df) is type(value)  # 1 (a count) is not 1.0 (all)
+
+
+@pytest.mark.parametrize(("text", "value"), [("", "auto"), ("defaults: {compile: auto}", "auto"),
+                                             ("defaults: {compile: true}", True), ("defaults: {compile: false}", False)])
+def test_compile_is_auto_true_or_false(text: str, value: object) -> None:
+    cfg = parse_config("transformer", text + "\n", "models_transformer.yaml")
+    assert cfg.params_for("minilm").compile == value and type(cfg.params_for("minilm").compile) is type(value)
 
 
 def test_exponent_without_dot_is_a_number() -> None:

@@ -48,6 +48,15 @@ Float = Annotated[float, Strict(), BeforeValidator(_yaml_float)]
 Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32)]
 
 
+def _compile_mode(value: Any) -> Any:
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError("must be auto, true or false")
+
+
+CompileMode = Annotated[Literal["auto"] | bool, BeforeValidator(_compile_mode)]
+
+
 # --- project.yaml -------------------------------------------------------------
 class StorageConfig(_Strict):
     root: str = "."
@@ -307,6 +316,8 @@ class TransformerParams(_Strict):
     eval_batch_size: Int | None = Field(None, gt=0)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
+    # torch.compile the encoder layers: auto = where measured to pay (see transformer/compiling.py)
+    compile: CompileMode = "auto"
     class_weights: Literal["none", "balanced"] = "none"
     early_stopping_patience: Int | None = Field(2, ge=1)
     metric: Literal["macro_f1", "accuracy", "weighted_f1"] = "macro_f1"

@@ -36,6 +36,7 @@ MaxLengthOpt = Annotated[Optional[int], typer.Option("--max-length", help="Token
 MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
 MaxTrainSamplesOpt = Annotated[Optional[int], typer.Option("--max-train-samples", help="Train on a stratified subset of this size.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="auto | bf16 | fp16 | fp32 (auto: bf16 where fast, fp16 on older GPUs, else fp32).")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the encoder (default: models_transformer.yaml's compile, auto: where it was measured to pay).")]
 ResumeOpt = Annotated[str, typer.Option("--resume", help="auto: continue from the newest valid checkpoint; never: start fresh.")]
 
 
@@ -53,6 +54,7 @@ def transformer(
     max_steps: MaxStepsOpt = None,
     max_train_samples: MaxTrainSamplesOpt = None,
     precision: PrecisionOpt = None,
+    compile_: CompileOpt = None,
     resume: ResumeOpt = "auto",
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="'all' or a count: more than one GPU re-launches under torchrun (DDP).")] = None,
     spot_watch: Annotated[bool, typer.Option("--spot-watch", help="On EC2 spot: poll the instance metadata every 5 s and save a checkpoint and stop (exit 143) on an interruption notice [env: MULTITYPE_SPOT_WATCH=1].")] = False,
@@ -69,7 +71,7 @@ def transformer(
     proj = project("train transformer", root, config_dir)
     params = proj.configs.transformer.params_for(model_name, **_overrides(
         num_epochs=num_epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
-        max_steps=max_steps, max_train_samples=max_train_samples, precision=precision))
+        max_steps=max_steps, max_train_samples=max_train_samples, precision=precision, compile=compile_))
     from multitype.transformer.train import train_transformer
 
     watcher = None

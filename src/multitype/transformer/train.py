@@ -45,12 +45,12 @@ from multitype.errors import DataError, Interrupted, ModelError, StorageError
 from multitype.evaluate import classification_metrics, headline_uncertainty, metrics_record, predictions_block
 from multitype.experiments import tracking
 from multitype.project import Project
-from multitype.transformer import artifacts, batches, checkpoint, launch, models, runtime
+from multitype.transformer import artifacts, batches, checkpoint, compiling, launch, models, runtime
 from multitype.transformer.logs import log, metric, quiet, warn
 from multitype.uploader import FolderPublisher
 
 # params that may change between a run and its resume; any other difference is overruled by the checkpoint
-_FREE_ON_RESUME = {"precision", "eval_batch_size", "checkpoint", "gradient_checkpointing"}
+_FREE_ON_RESUME = {"precision", "eval_batch_size", "checkpoint", "gradient_checkpointing", "compile"}
 _LOG_EVERY_STEPS = 10
 _KEEP_STEP_CHECKPOINTS = 2
 
@@ -124,6 +124,7 @@ class Run:
     label_names: list[str]
     seed: int
     precision: str
+    compiled: bool
     tokenizer: Any
     data: Data
     sampler: batches.LengthGroupedBatches
@@ -260,6 +261,7 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
     elif resume == "auto" and checkpoint.checkpoint_keys(places.storage, slug, places.key):
         say(f"no valid checkpoint of {slug} to resume from: starting fresh")
     precision = runtime.resolve_precision(params.precision, rt.device, caution)
+    compiled = compiling.resolve_compile(params.compile, rt.device, params.gradient_checkpointing, caution)
 
     # data: tokenised once, kept in memory
     tokenizer = models.load_tokenizer(source)
@@ -291,6 +293,8 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                     f"continues from the same example, the step count and schedule are recomputed")
             state.iteration = state.iteration * saved_world // rt.world_size
         point.close()
+    if compiled:  # in place, after the weights are in: the state-dict keys stay plain
+        compiling.compile_model(model)
     if rt.distributed:
         torch.manual_seed(seed + 1000 * rt.rank)  # different dropout masks per process
         from torch.nn.parallel import DistributedDataParallel
@@ -318,7 +322,7 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                                  params=params.model_dump(mode="json"), resume_run_id=state.tracking_run_id or None)
         state.tracking_run_id = tracker.run_id or state.tracking_run_id
     return Run(project=project, params=params, rt=rt, source=source, identity=identity, label_names=label_names,
-               seed=seed, precision=precision, tokenizer=tokenizer, data=data, sampler=sampler,
+               seed=seed, precision=precision, compiled=compiled, tokenizer=tokenizer, data=data, sampler=sampler,
                steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                num_epochs=math.ceil(total_steps / steps_per_epoch),
                class_weights=_class_weights(data.train.labels, len(label_names), params.class_weights),
@@ -337,7 +341,7 @@ def _start_loop(run: Run) -> None:
     run.say(f"training {p.model_name} on {len(run.data.train)} examples, {len(run.label_names)} labels: "
             f"{run.total_steps} steps ({run.steps_per_epoch}/epoch, batch {p.batch_size} x "
             f"{p.gradient_accumulation_steps} accumulation{f' x {rt.world_size} processes' if rt.distributed else ''}"
-            f"), max length {p.max_length}, {run.precision} on {rt.describe()}")
+            f"), max length {p.max_length}, {run.precision}{', compiled' if run.compiled else ''} on {rt.describe()}")
     run.interactive = sys.stderr.isatty()
     run.bar = tqdm(total=run.total_steps, initial=run.state.global_step, desc=run.slug, file=sys.stderr,
                    mininterval=1.0, dynamic_ncols=True, disable=not (rt.is_main and run.interactive))
@@ -503,11 +507,21 @@ def _predict(run: Run, split: batches.TokenizedSplit,
     """
     model, rt = run.model, run.rt
     model.eval()
-    preds = np.zeros(len(split), dtype=np.int64)
-    loss_sum = 0.0
     if rt.device.type == "cuda":
         torch.cuda.synchronize(rt.device)
     start = time.perf_counter()
+    with compiling.eager():  # the compiled layers are for training only (see compiling.py)
+        preds, loss_sum = _predict_batches(run, split, probabilities)
+    seconds = time.perf_counter() - start
+    model.train()
+    return preds, loss_sum / max(len(split), 1), len(split) / seconds if seconds else 0.0
+
+
+def _predict_batches(run: Run, split: batches.TokenizedSplit,
+                     probabilities: np.ndarray | None) -> tuple[np.ndarray, float]:
+    model, rt = run.model, run.rt
+    preds = np.zeros(len(split), dtype=np.int64)
+    loss_sum = 0.0
     for idx in batches.eval_batches(split, _eval_batch_size(run.params)):
         if interrupts.stop_requested():
             raise _EvalStopped
@@ -518,9 +532,7 @@ def _predict(run: Run, split: batches.TokenizedSplit,
         preds[idx] = logits.argmax(-1).cpu().numpy()
         if probabilities is not None:
             probabilities[idx] = logits.softmax(-1).cpu().numpy()
-    seconds = time.perf_counter() - start
-    model.train()
-    return preds, loss_sum / max(len(split), 1), len(split) / seconds if seconds else 0.0
+    return preds, loss_sum
 
 
 def _eval_batch_size(params: TransformerParams) -> int:
@@ -583,7 +595,7 @@ def _finish(run: Run) -> dict[str, Any]:
         params.model_name, "transformer", run.label_names, splits, project.run_id, state.train_seconds, speed,
         slug=slug, train_samples_per_s=round(run.throughput, 2),
         peak_memory_mb=round(runtime.peak_memory_mb(rt.device), 1),
-        num_parameters=sum(p.numel() for p in run.model.parameters()), precision=run.precision,
+        num_parameters=sum(p.numel() for p in run.model.parameters()), precision=run.precision, compiled=run.compiled,
         device=rt.describe(), world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
         train_samples=state.samples_seen, best_epoch=state.best_epoch, seed=run.seed, history=state.history,
         params=params.model_dump(mode="json"), **(uncertainty if "test" in splits else {}),
