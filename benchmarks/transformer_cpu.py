@@ -7,7 +7,9 @@ BBC News 4-class train split (prepared with ``multitype prepare`` in a temp
 root), evaluated on the same val split:
 
 * ours      ``multitype.transformer.train.train_transformer`` (dynamic padding,
-            length-grouped batches, precision auto);
+            length-grouped batches, precision auto, compile auto);
+* ours_compiled  the same with ``compile: true`` (the encoder layers under
+            ``torch.compile``; its compile time counts as training time);
 * trainer_a HF Trainer as ``run_classification.py`` sets it up by default:
             texts padded to max length, fp32, random sampler;
 * trainer_b HF Trainer at its best: dynamic padding (DataCollatorWithPadding),
@@ -20,6 +22,8 @@ training examples x epochs / training wall time. The headline ratios compare
 training steps only (our loop's samples/s without its per-epoch validation and
 checkpoint writing, which the Trainer runs here do not do); the
 ``*_end_to_end`` ratios include them.
+The machine block records the CPU model and the flags that decide the speed
+(avx2, avx512f, avx512_bf16, amx_bf16) and the load average before and after.
 Results go to ``benchmarks/results/transformer_cpu.json``. Never run by ``make test``.
 """
 
@@ -52,7 +56,24 @@ def prepare_root(root: Path, config_dir: Path) -> None:
                    capture_output=True)
 
 
-def run_ours(root: Path, config_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def cpu_kind() -> dict[str, Any]:
+    """The CPU model and the instruction-set flags that decide the speed (Linux /proc/cpuinfo)."""
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+    return {"cpu_model": model, "cpu_flags": {flag: flag in flags for flag in wanted}}
+
+
+def run_ours(root: Path, config_dir: Path, args: argparse.Namespace, compile_: bool | str = "auto") -> dict[str, Any]:
     from multitype.project import open_project
     from multitype.transformer.train import train_transformer
 
@@ -60,7 +81,7 @@ def run_ours(root: Path, config_dir: Path, args: argparse.Namespace) -> dict[str
     params = project.configs.transformer.params_for(
         "minilm", num_epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
         max_length=args.max_length, max_train_samples=args.max_samples, warmup_ratio=0.1, precision="auto",
-        early_stopping_patience=None, seed=args.seed)
+        early_stopping_patience=None, seed=args.seed, compile=compile_)
     started = time.perf_counter()
     record = train_transformer(project, params, resume="never")
     wall = time.perf_counter() - started
@@ -68,7 +89,7 @@ def run_ours(root: Path, config_dir: Path, args: argparse.Namespace) -> dict[str
             "samples_per_s_compute_only": record["train_samples_per_s"],
             "training_seconds": record["training_seconds"], "wall_seconds_incl_load_and_final_eval": wall,
             "val_macro_f1": record["splits"]["val"]["macro_f1"], "val_accuracy": record["splits"]["val"]["accuracy"],
-            "precision": record["precision"]}
+            "precision": record["precision"], "compiled": record["compiled"]}
 
 
 def run_trainer(root: Path, args: argparse.Namespace, best: bool) -> dict[str, Any]:
@@ -127,12 +148,14 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     """Speed-ups of our loop: training steps only (like for like: the Trainer runs neither evaluation nor
     checkpoints here) and end to end (ours including its per-epoch validation and checkpoint writing)."""
     out = {}
-    if "ours" in results:
+    for ours in ("ours", "ours_compiled"):
+        if ours not in results:
+            continue
         for other in ("trainer_a", "trainer_b"):
             if other in results:
                 theirs = results[other]["samples_per_s"]
-                out[f"ours_vs_{other}"] = round(results["ours"]["samples_per_s_compute_only"] / theirs, 3)
-                out[f"ours_vs_{other}_end_to_end"] = round(results["ours"]["samples_per_s"] / theirs, 3)
+                out[f"{ours}_vs_{other}"] = round(results[ours]["samples_per_s_compute_only"] / theirs, 3)
+                out[f"{ours}_vs_{other}_end_to_end"] = round(results[ours]["samples_per_s"] / theirs, 3)
     return out
 
 
@@ -144,16 +167,20 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--only", choices=["ours", "trainer_a", "trainer_b"], action="append")
+    parser.add_argument("--only", choices=["ours", "ours_compiled", "trainer_a", "trainer_b"], action="append")
     parser.add_argument("--output", type=Path, default=RESULTS / "transformer_cpu.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    load_at_start = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         root, config_dir = Path(tmp) / "root", Path(tmp) / "configs"
+        # a cold compile cache, as on a first run: its compile time is part of ours_compiled's training time
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor-cache")
         prepare_root(root, config_dir)
         runs = {"ours": lambda: run_ours(root, config_dir, args),
+                "ours_compiled": lambda: run_ours(root, config_dir, args, compile_=True),
                 "trainer_a": lambda: run_trainer(root, args, best=False),
                 "trainer_b": lambda: run_trainer(root, args, best=True)}
         results = {}
@@ -168,8 +195,8 @@ def main() -> None:
         "settings": vars(args) | {"output": str(args.output)},
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "native_bf16": cpu_supports_bf16(),
-                    "load_average_at_end": os.getloadavg()},
+                    "native_bf16": cpu_supports_bf16(), **cpu_kind(), "torch": torch.__version__,
+                    "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
         "results": results,
         "targets": {"ours_vs_trainer_a": 2.0, "ours_vs_trainer_b": 1.2},
     }

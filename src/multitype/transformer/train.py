@@ -294,7 +294,7 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
             state.iteration = state.iteration * saved_world // rt.world_size
         point.close()
     if compiled:  # in place, after the weights are in: the state-dict keys stay plain
-        compiling.compile_model(model)
+        compiling.compile_model(model, rt.device)
     if rt.distributed:
         torch.manual_seed(seed + 1000 * rt.rank)  # different dropout masks per process
         from torch.nn.parallel import DistributedDataParallel
