@@ -11,6 +11,7 @@ autocast, AdamW, the way :mod:`multitype.transformer.train` steps. CPU seconds
 machine's load moves wall time 2-3x. Variants:
 
 * ``eager``: no compile;
+* ``fp32``: no compile, no bf16 autocast;
 * ``regional``: each encoder layer compiled in place, dynamic shapes (what ``compile: true`` did first);
 * ``static``: the same with static shapes (one compile per length);
 * ``fallback``: ``regional`` with dropout masks from aten's generator (``compile: true`` on CPU now);
@@ -35,7 +36,7 @@ from multitype.transformer.models import packaged_minilm
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variant", choices=["eager", "regional", "static", "fallback", "nodrop"])
+    parser.add_argument("variant", choices=["eager", "fp32", "regional", "static", "fallback", "nodrop"])
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--length", type=int, default=512)
     args = parser.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
         ids = torch.randint(1000, 20000, (16, args.length))
         mask = torch.ones_like(ids)
         mask[:8, args.length // 2:] = 0
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.variant != "fp32"):
             logits = model(input_ids=ids, attention_mask=mask).logits
         F.cross_entropy(logits.float(), torch.zeros(16, dtype=torch.long)).backward()
         optimizer.step()
