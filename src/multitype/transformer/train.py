@@ -776,10 +776,14 @@ def _seed_everything(seed: int) -> None:
 
 
 def _optimizer(model: torch.nn.Module, params: TransformerParams, device: torch.device) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and norms; fused kernels on CUDA."""
+    """AdamW without weight decay on biases and norms, fused (one multi-threaded kernel for all parameters).
+
+    On CPU the per-parameter loop PyTorch uses otherwise ran ~8% of a minilm step in small single-threaded ops
+    (profiled; HF Trainer's default optimizer is the fused one too).
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=params.learning_rate, fused=device.type == "cuda")
+    return torch.optim.AdamW(groups, lr=params.learning_rate, fused=device.type in ("cuda", "cpu"))
