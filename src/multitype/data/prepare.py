@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -25,9 +24,10 @@ from rich.table import Table
 from multitype import layout
 from multitype.config import DataConfig, SplitConfig
 from multitype.data import audit as leakage
-from multitype.data import sources
+from multitype.data import neardup, sources
 from multitype.data.publish import publish, read_current
 from multitype.errors import DataError
+from multitype.progress import stages
 from multitype.project import Project
 from multitype.storage import Storage
 
@@ -194,20 +194,6 @@ def split_sizes(per_split: dict[str, list[dict[str, Any]]], labels: list[str]) -
 
 
 # --- terminal ----------------------------------------------------------------------
-@contextmanager
-def _progress(console: Console) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """``task(description)`` returns a ``(done, total)`` callback that drives one bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bars:
-        def task(description: str) -> Callable[[int, int], None]:
-            tid = bars.add_task(description, total=None)
-            return lambda done, total: bars.update(tid, completed=done, total=total)
-
-        yield task
-
-
 def audit_table(report: dict[str, Any]) -> Table:
     """The leakage findings and what the policy did with them."""
     policy = report["policy"]
@@ -297,7 +283,7 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     storage = project.storage
     console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
 
-    with _progress(console) as task:
+    with stages(console) as task:
         raw = read_raw(project, input, progress=task("reading input"))
         state = raw_state(storage, raw.records)
         if state == "differs" and not force:
@@ -308,8 +294,11 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
         if not records:
             raise DataError(f"{raw.source}: no texts left after cleaning ({len(cleaned.empty_rows)} empty); "
                             "check text_field and min_chars in data_config.yaml")
-        found = leakage.run_audit(records, cfg.leakage.near_duplicate_threshold,
-                                  progress=task("near-duplicate search"))
+        lsh = cfg.leakage.lsh
+        found = leakage.run_audit(records, cfg.leakage.near_duplicate_threshold, stage=task,
+                                  method=cfg.leakage.method, auto_lsh_from=cfg.leakage.auto_lsh_from,
+                                  lsh=neardup.LshParams(lsh.num_perm, lsh.bands, lsh.max_df, lsh.seed),
+                                  n_workers=neardup.workers(cfg.n_jobs))
 
     report: dict[str, Any] = {
         "input": raw.source, "format": raw.format, "input_sha256": raw.sha256,
