@@ -156,7 +156,7 @@ class SplitConfig(_Strict):
 class LshConfig(_Strict):
     """MinHash LSH of the fast near-duplicate search (multitype.data.neardup)."""
 
-    num_perm: Int = Field(128, ge=8, le=1024)
+    num_perm: Int = Field(160, ge=8, le=1024)
     bands: Int = Field(32, ge=1)
     # words in more than this share of the texts are left out of the MinHash sets
     max_df: Float = Field(0.05, gt=0, le=1)
@@ -166,7 +166,7 @@ class LshConfig(_Strict):
     def _bands_divide(self) -> "LshConfig":
         if self.bands > self.num_perm or self.num_perm % self.bands:
             raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm}) into bands of equal "
-                             "size, e.g. num_perm: 128 with bands: 32 (4 values each)")
+                             "size, e.g. num_perm: 160 with bands: 32 (5 values each)")
         return self
 
 

@@ -47,6 +47,11 @@ def normalize(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def fold(text: str) -> str:
+    """``normalize(text).lower()`` less the whitespace collapsing: the words TF-IDF sees are the same."""
+    return text.casefold().lower()
+
+
 def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
     """The start of ``text`` on one line, shortened to ``width`` characters."""
     flat = " ".join(text.split())
@@ -57,15 +62,16 @@ def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
 def tfidf_matrix(texts: Sequence[str], n_jobs: int | None = None) -> sp.csr_matrix:
     """L2-normalised TF-IDF rows of the normalised texts (word unigrams, sublinear tf, float32).
 
-    ``texts`` may be raw: each is normalised (:func:`normalize`) on the way, in
-    the tokenising workers when ``n_jobs`` allows them. The matrix does not
-    depend on ``n_jobs``.
+    ``texts`` may be raw: each is case-folded (:func:`fold`) on the way, in the
+    tokenising workers when ``n_jobs`` allows them; words are runs of letters
+    and digits, so the whitespace :func:`normalize` collapses does not change
+    them. The matrix does not depend on ``n_jobs``.
     """
     from multitype.tfidf import FastTfidfVectorizer
 
     if not any(texts):
         return sp.csr_matrix((len(texts), 0), dtype=np.float32)
-    vectorizer = FastTfidfVectorizer(sublinear_tf=True, dtype=np.float32, preprocessor=normalize, n_jobs=n_jobs)
+    vectorizer = FastTfidfVectorizer(sublinear_tf=True, dtype=np.float32, preprocessor=fold, n_jobs=n_jobs)
     try:
         return sp.csr_matrix(vectorizer.fit_transform(texts))
     except ValueError:  # empty vocabulary: no text has a word of two letters or more
@@ -185,6 +191,10 @@ class Audit:
         The near-duplicate threshold used.
     search : dict
         How the pairs were found: ``method`` (exact or lsh), why, its parameters.
+    keys : list of bytes
+        Record index -> digest of its normalised text (:func:`text_keys`).
+    words : numpy.ndarray
+        Record index -> its number of words.
     """
 
     unit_of: np.ndarray
@@ -195,6 +205,8 @@ class Audit:
     near_sim: np.ndarray
     threshold: float
     search: dict[str, Any] = field(default_factory=lambda: {"method": "exact"})
+    keys: list[bytes] = field(default_factory=list)
+    words: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def duplicate_units(self) -> list[int]:
@@ -222,25 +234,31 @@ class Audit:
         return sorted(clusters.values())
 
 
-def text_keys(texts: Sequence[str], n_workers: int = 1) -> list[bytes]:
-    """A 16-byte digest of each normalised text: equal digests are exact duplicates.
+def text_keys(texts: Sequence[str], n_workers: int = 1) -> tuple[list[bytes], np.ndarray]:
+    """A 16-byte digest of each normalised text (equal digests: exact duplicates) and its number of words.
 
     Digests instead of the normalised texts keep one copy of the texts in memory.
     """
     size = 20_000
     if n_workers <= 1 or len(texts) < 2 * size:
-        return _digests(texts)
+        keys, words = _digests(texts)
+        return keys, words
     from joblib import Parallel, delayed
 
     size = max(size, -(-len(texts) // (4 * n_workers)))
     parts = Parallel(n_jobs=n_workers)(delayed(_digests)(texts[a:a + size]) for a in range(0, len(texts), size))
-    return [key for part in parts for key in part]
+    return [key for part in parts for key in part[0]], np.concatenate([part[1] for part in parts])
 
 
-def _digests(texts: Sequence[str]) -> list[bytes]:
+def _digests(texts: Sequence[str]) -> tuple[list[bytes], np.ndarray]:
     from hashlib import blake2b
 
-    return [blake2b(normalize(t).encode("utf-8", "surrogatepass"), digest_size=16).digest() for t in texts]
+    keys, words = [], np.empty(len(texts), np.int32)
+    for k, text in enumerate(texts):
+        parts = text.casefold().split()
+        words[k] = len(parts)
+        keys.append(blake2b(" ".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    return keys, words
 
 
 def search_method(method: str, units: int, auto_lsh_from: int) -> tuple[str, str]:
@@ -279,7 +297,7 @@ def run_audit(records: Sequence[dict[str, str]], threshold: float,
     unit_of = np.empty(len(records), np.int64)
     members: list[list[int]] = []
     labels: list[list[str]] = []
-    keys = text_keys([r["text"] for r in records], n_workers)
+    keys, words = text_keys([r["text"] for r in records], n_workers)
     for r, (record, key) in enumerate(zip(records, keys)):
         u = index.setdefault(key, len(members))
         if u == len(members):
@@ -289,7 +307,7 @@ def run_audit(records: Sequence[dict[str, str]], threshold: float,
         members[u].append(r)
         if record["label"] not in labels[u]:
             labels[u].append(record["label"])
-    del keys, index
+    del index
     chosen, why = search_method(method, len(members), auto_lsh_from)
     matrix = tfidf_matrix([records[m[0]]["text"] for m in members], n_jobs=n_workers)
     search: dict[str, Any] = {"method": chosen, "chosen_by": why, "workers": n_workers}
@@ -299,7 +317,7 @@ def run_audit(records: Sequence[dict[str, str]], threshold: float,
         search.update(params.describe(), **counts)
     else:
         i, j, s = cosine_pairs(matrix, threshold, progress=task("near-duplicates: exact search"), n_workers=n_workers)
-    return Audit(unit_of, members, [tuple(x) for x in labels], i, j, s, threshold, search)
+    return Audit(unit_of, members, [tuple(x) for x in labels], i, j, s, threshold, search, keys, words)
 
 
 @dataclass
@@ -361,22 +379,24 @@ def cross_split(audit: Audit, records: Sequence[dict[str, str]], split_of: np.nd
     """Exact and near-duplicates that ended up in different splits.
 
     ``split_of`` holds, per record, the index of its split in :data:`SPLIT_NAMES`
-    or -1 for a dropped record. Exact duplicates are recomputed from the texts
-    of the split records; near-duplicates come from the audit's pair list, which
+    or -1 for a dropped record. Exact duplicates are recomputed from the digests
+    of the split records' texts, not from the plan's groups; near-duplicates come from the audit's pair list, which
     is exact, so restricting it to the kept records needs no second search.
     """
     kept = np.flatnonzero(split_of >= 0)
-    by_text: dict[str, int] = {}
+    keys = audit.keys or text_keys([r["text"] for r in records])[0]
+    by_text: dict[bytes, int] = {}
     for r in kept:
-        key = normalize(records[r]["text"])
+        key = keys[r]
         by_text[key] = by_text.get(key, 0) | (1 << int(split_of[r]))
     exact_examples, exact = [], 0
     for key, mask in by_text.items():
         if mask & (mask - 1):  # more than one bit: more than one split
             exact += 1
             if len(exact_examples) < N_EXAMPLES:
-                rows = [row_number(records, int(r)) for r in kept if normalize(records[r]["text"]) == key]
-                exact_examples.append({"rows": rows, "splits": _splits(mask), "text": snippet(key)})
+                rows = [int(r) for r in kept if keys[r] == key]
+                exact_examples.append({"rows": [row_number(records, r) for r in rows], "splits": _splits(mask),
+                                       "text": snippet(normalize(records[rows[0]]["text"]))})
     unit_mask = np.zeros(len(audit.members), np.int64)
     np.bitwise_or.at(unit_mask, audit.unit_of[kept], 1 << split_of[kept])
     both = unit_mask[audit.near_i] | unit_mask[audit.near_j]

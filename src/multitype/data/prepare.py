@@ -246,6 +246,12 @@ def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
 
+def _json_lines_array(rows: Sequence[Any]) -> bytes:
+    """A JSON array with one element per line: the C encoder (``indent`` would take the slow Python one)."""
+    body = ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows)
+    return f"[\n{body}\n]\n".encode("utf-8")
+
+
 def _csv_bytes(records: Sequence[dict[str, Any]]) -> bytes:
     import pandas as pd
 
@@ -346,19 +352,20 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     files: dict[str, bytes] = {layout.processed_split(name, len(labels)): _csv_bytes(rows)
                                for name, rows in per_split.items()}
     files[layout.LABELS] = (json.dumps({name: i for i, name in enumerate(labels)}, indent=2) + "\n").encode()
-    kept = [records[r] for r in np.flatnonzero(split_of >= 0)]
+    words_per_label: dict[str, list[int]] = {label: [] for label in labels}
+    for r in np.flatnonzero(split_of >= 0).tolist():
+        words_per_label[records[r]["label"]].append(int(found.words[r]))
     figures = {
         layout.figure_data("class_balance"): plots.class_balance(
             {name: info["classes"] for name, info in report["splits"].items()}, labels),
-        layout.figure_data("text_length"): plots.text_lengths(
-            {label: [len(r["text"].split()) for r in kept if r["label"] == label] for label in labels}),
+        layout.figure_data("text_length"): plots.text_lengths(words_per_label),
     }
     report["seconds"] = round(time.perf_counter() - started, 3)
 
     # the data set is replaced as one (multitype.data.publish): readers see all old or all new files
     files[layout.AUDIT] = _json_bytes(report)
     if state != "same":
-        files = {layout.RAW_DATA: _json_bytes(raw.records), **files}
+        files = {layout.RAW_DATA: _json_lines_array(raw.records), **files}
     publish(storage, files, project.run_id)
     for key, fig in figures.items():
         save_figure(storage, key, fig)
