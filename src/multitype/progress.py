@@ -64,6 +64,9 @@ class Lines:
         self.last = now
         self.finished = complete
         elapsed = now - self.started
+        if total <= 0 and done <= 0:  # work that cannot count (see ticking): time only
+            print(f"{self.stage}, {_seconds(elapsed)} elapsed", file=self.stream or sys.stderr, flush=True)
+            return
         line = f"{self.stage} {done:,}/{total:,}" if total else f"{self.stage} {done:,}"
         if total:
             line += f" ({100 * done / total:.0f}%)"
@@ -88,6 +91,34 @@ def stages(console: Any) -> Iterator[Callable[[str], Callback]]:
                   console=console, transient=True) as bars:
         def task(description: str) -> Callback:
             tid = bars.add_task(description, total=None)
-            return lambda done, total: bars.update(tid, completed=done, total=total)
+            return lambda done, total: bars.update(tid, completed=done, total=total or None)
 
         yield task
+
+
+@contextmanager
+def ticking(callback: Callback | None, every: float = 1.0) -> Iterator[None]:
+    """Call ``callback(0, 0)`` every ``every`` s from a thread while the block runs.
+
+    For one long call that cannot report progress (a worker pool's map): the
+    bar keeps its clock running and :class:`Lines` prints ``stage, N s elapsed``.
+    """
+    if callback is None:
+        yield
+        return
+    import threading
+
+    done = threading.Event()
+
+    def beat() -> None:
+        callback(0, 0)  # the stage has started (a line only where the interval is 0)
+        while not done.wait(every):
+            callback(0, 0)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

@@ -1,10 +1,11 @@
-"""The fast near-duplicate search (MinHash LSH, verified exactly) against the exact one; its settings; progress lines."""
+"""The fast near-duplicate search (MinHash LSH, verified exactly) against the exact one; settings; progress."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from multitype.config import load_configs
 from multitype.data import audit as leakage
 from multitype.data import neardup
 from multitype.errors import ConfigError
-from multitype.progress import Lines
+from multitype.progress import Lines, ticking
 from tests.conftest import run_cli_process
 from tests.data.conftest import bbc_records, write_jsonl
 
@@ -83,15 +84,17 @@ def test_results_do_not_depend_on_the_number_of_workers():
     three, _ = neardup.signatures(matrix, neardup.LshParams(), n_workers=3)
     assert np.array_equal(one, three)
     texts = [f"Text  number {i % 30_000}" for i in range(45_000)]  # enough to go to worker processes
-    assert leakage.text_keys(texts, 2) == leakage.text_keys(texts, 1)
-    assert leakage.text_keys(["A  b"], 1) == leakage.text_keys(["a b"], 1)
+    (keys2, words2), (keys1, words1) = leakage.text_keys(texts, 2), leakage.text_keys(texts, 1)
+    assert keys2 == keys1 and np.array_equal(words2, words1) and words1[0] == 3
+    assert leakage.text_keys(["A  b\n"], 1)[0] == leakage.text_keys(["a b"], 1)[0]
 
 
 def test_auto_picks_the_method_by_size():
     records = bbc_records(per_class=5)
     assert leakage.run_audit(records, 0.9, method="auto", auto_lsh_from=21).search["method"] == "exact"
     found = leakage.run_audit(records, 0.9, method="auto", auto_lsh_from=20)
-    assert found.search["method"] == "lsh" and "auto: 20 distinct texts >= auto_lsh_from (20)" in found.search["chosen_by"]
+    assert found.search["method"] == "lsh"
+    assert found.search["chosen_by"] == "auto: 20 distinct texts >= auto_lsh_from (20)"
     assert found.search["num_perm"] == 160 and found.search["bands"] == 32
 
 
@@ -132,6 +135,7 @@ def test_prepare_prints_progress_lines_when_output_is_a_pipe(tmp_path: Path, con
     result = run_cli_process("prepare", "--input", source, "--root", tmp_path / "root", "--config-dir", config_dir,
                              env={"MULTITYPE_PROGRESS_INTERVAL": "0"}, timeout=300)
     assert result.exit_code == 0, result.stderr
+    assert re.search(r"^near-duplicates: TF-IDF, \d+ s elapsed$", result.stderr, re.M)
     for stage in ("near-duplicates: MinHash", "near-duplicates: LSH buckets", "near-duplicates: verifying"):
         assert re.search(rf"^{stage} [\d,]+/[\d,]+ \(\d+%\), \d+ s elapsed", result.stderr, re.M), stage
     assert "\x1b[" not in result.stderr.split("Leakage audit")[0]  # plain lines, no terminal codes
@@ -139,3 +143,11 @@ def test_prepare_prints_progress_lines_when_output_is_a_pipe(tmp_path: Path, con
     search = audit["near_duplicates"]["search"]
     assert search["method"] == "lsh" and search["chosen_by"] == "leakage.method: lsh"
     assert search["rows_per_band"] == 5 and search["candidates"] >= audit["near_duplicates"]["pairs"] > 0
+
+
+def test_work_that_cannot_count_prints_its_elapsed_time():
+    out = io.StringIO()
+    with ticking(Lines("near-duplicates: TF-IDF", stream=out, every=0), every=0.01):
+        time.sleep(0.1)
+    lines = out.getvalue().splitlines()
+    assert lines and all(re.fullmatch(r"near-duplicates: TF-IDF, \d+ s elapsed", line) for line in lines)

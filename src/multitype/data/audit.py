@@ -3,11 +3,15 @@
 The audit runs before the split, on the cleaned records, and again after it
 (:func:`cross_split`) to prove that no text sits in two splits.
 
-* Exact duplicates: the same text after case folding and whitespace collapsing.
+* Exact duplicates: the same text after case folding and whitespace collapsing
+  (compared by a digest, :func:`text_keys`).
 * Conflicts: one such text carrying two or more labels.
 * Near-duplicates: pairs of distinct texts whose TF-IDF cosine (word unigrams,
   sublinear tf, L2-normalised) is at least the threshold. :func:`cosine_pairs`
-  finds *all* of them exactly, without computing the n x n similarity matrix.
+  finds *all* of them exactly, without computing the n x n similarity matrix;
+  on large inputs :func:`multitype.data.neardup.lsh_pairs` finds candidates in
+  linear time and keeps those whose exact cosine reaches the threshold
+  (``leakage.method``, :func:`search_method`).
 
 Under the ``drop`` policy (:func:`plan_groups`) one record of each exact
 duplicate group is kept, conflicting groups are dropped whole, and every
@@ -27,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from multitype.data import neardup
+from multitype.progress import ticking
 
 SPLIT_NAMES = ("train", "val", "test")
 N_EXAMPLES = 5
@@ -297,7 +302,8 @@ def run_audit(records: Sequence[dict[str, str]], threshold: float,
     unit_of = np.empty(len(records), np.int64)
     members: list[list[int]] = []
     labels: list[list[str]] = []
-    keys, words = text_keys([r["text"] for r in records], n_workers)
+    with ticking(task("exact duplicates: hashing")):
+        keys, words = text_keys([r["text"] for r in records], n_workers)
     for r, (record, key) in enumerate(zip(records, keys)):
         u = index.setdefault(key, len(members))
         if u == len(members):
@@ -309,7 +315,8 @@ def run_audit(records: Sequence[dict[str, str]], threshold: float,
             labels[u].append(record["label"])
     del index
     chosen, why = search_method(method, len(members), auto_lsh_from)
-    matrix = tfidf_matrix([records[m[0]]["text"] for m in members], n_jobs=n_workers)
+    with ticking(task("near-duplicates: TF-IDF")):
+        matrix = tfidf_matrix([records[m[0]]["text"] for m in members], n_jobs=n_workers)
     search: dict[str, Any] = {"method": chosen, "chosen_by": why, "workers": n_workers}
     if chosen == "lsh":
         params = lsh or neardup.LshParams()

@@ -204,8 +204,8 @@ def verify(X: sp.csr_matrix, i: np.ndarray, j: np.ndarray, threshold: float, n_w
             progress(min(len(i), (k + 1) * _VERIFY_BATCH), len(i))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return (np.concatenate([f[0] for f in found]).astype(np.int64), np.concatenate([f[1] for f in found]).astype(np.int64),
-            np.concatenate([f[2] for f in found]))
+    i_out, j_out, s_out = (np.concatenate([f[k] for f in found]) for k in range(3))
+    return i_out.astype(np.int64), j_out.astype(np.int64), s_out
 
 
 def lsh_pairs(X: sp.csr_matrix, threshold: float, params: LshParams, n_workers: int = 1,

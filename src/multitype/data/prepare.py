@@ -27,7 +27,7 @@ from multitype.data import audit as leakage
 from multitype.data import neardup, sources
 from multitype.data.publish import publish, read_current
 from multitype.errors import DataError
-from multitype.progress import stages
+from multitype.progress import stages, ticking
 from multitype.project import Project
 from multitype.storage import Storage
 
@@ -349,26 +349,27 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     from multitype.data import plots
     from multitype.figures import save_figure
 
-    files: dict[str, bytes] = {layout.processed_split(name, len(labels)): _csv_bytes(rows)
-                               for name, rows in per_split.items()}
-    files[layout.LABELS] = (json.dumps({name: i for i, name in enumerate(labels)}, indent=2) + "\n").encode()
-    words_per_label: dict[str, list[int]] = {label: [] for label in labels}
-    for r in np.flatnonzero(split_of >= 0).tolist():
-        words_per_label[records[r]["label"]].append(int(found.words[r]))
-    figures = {
-        layout.figure_data("class_balance"): plots.class_balance(
-            {name: info["classes"] for name, info in report["splits"].items()}, labels),
-        layout.figure_data("text_length"): plots.text_lengths(words_per_label),
-    }
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    with stages(console) as task, ticking(task("writing the data set")):
+        files: dict[str, bytes] = {layout.processed_split(name, len(labels)): _csv_bytes(rows)
+                                   for name, rows in per_split.items()}
+        files[layout.LABELS] = (json.dumps({name: i for i, name in enumerate(labels)}, indent=2) + "\n").encode()
+        words_per_label: dict[str, list[int]] = {label: [] for label in labels}
+        for r in np.flatnonzero(split_of >= 0).tolist():
+            words_per_label[records[r]["label"]].append(int(found.words[r]))
+        figures = {
+            layout.figure_data("class_balance"): plots.class_balance(
+                {name: info["classes"] for name, info in report["splits"].items()}, labels),
+            layout.figure_data("text_length"): plots.text_lengths(words_per_label),
+        }
+        report["seconds"] = round(time.perf_counter() - started, 3)
 
-    # the data set is replaced as one (multitype.data.publish): readers see all old or all new files
-    files[layout.AUDIT] = _json_bytes(report)
-    if state != "same":
-        files = {layout.RAW_DATA: _json_lines_array(raw.records), **files}
-    publish(storage, files, project.run_id)
-    for key, fig in figures.items():
-        save_figure(storage, key, fig)
+        # the data set is replaced as one (multitype.data.publish): readers see all old or all new files
+        files[layout.AUDIT] = _json_bytes(report)
+        if state != "same":
+            files = {layout.RAW_DATA: _json_lines_array(raw.records), **files}
+        publish(storage, files, project.run_id)
+        for key, fig in figures.items():
+            save_figure(storage, key, fig)
     outputs = [key for key in files if key != layout.RAW_DATA] + list(figures)
     summary = _summary(project, raw.source, state, labels, report, [layout.RAW_DATA, *outputs])
     summary["manifest"] = _write_manifest(project, raw, outputs, summary)
