@@ -46,6 +46,22 @@ def _interval(metrics: dict, key: str) -> str:
         else f"{value:.4f}"
 
 
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout at a terminal; tab-separated lines with a header line otherwise (for scripts)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(soft_wrap=True)
+    if not out.is_terminal:
+        for row in [headers, *rows]:
+            typer.echo("\t".join(row))
+        return
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
 @app.command("list")
 def list_(
     name: Annotated[Optional[str], typer.Argument(help="One name: its versions.")] = None,
@@ -53,32 +69,26 @@ def list_(
     config_dir: ConfigDirOpt = "configs",
 ) -> None:
     """The registered names (production version, latest), or the versions of NAME."""
-    from rich.table import Table
-
     from multitype import layout
     from multitype.registry import ops
 
     proj = project("registry list", root, config_dir)
-    index = ops.load(proj.storage)
-    out = console.__class__(soft_wrap=True)  # the table goes to stdout
     if name is None:
-        table = Table("name", "versions", "production", "latest", "latest stage")
-        for key, entry in sorted(index.models.items()):
-            prod = next((v.version for v in entry.versions if v.stage == "production"), None)
-            latest = entry.versions[-1] if entry.versions else None
-            table.add_row(key, str(len(entry.versions)), str(prod or "-"), str(latest.version if latest else "-"),
-                          latest.stage if latest else "-")
+        index = ops.load(proj.storage)
         if not index.models:
             _echo(f"the registry {proj.storage.url(layout.REGISTRY_INDEX)} is empty")
             return
-        out.print(table)
+        rows = []
+        for key, entry in sorted(index.models.items()):
+            prod = next((str(v.version) for v in entry.versions if v.stage == "production"), "-")
+            latest = entry.versions[-1]
+            rows.append([key, str(len(entry.versions)), prod, str(latest.version), latest.stage])
+        _print_table(["name", "versions", "production", "latest", "latest_stage"], rows)
         return
     entry = ops.show(proj, name)
-    table = Table("version", "stage", "created", "kind", "test macro-F1 [95% CI]", "sha256", "run", "sagemaker")
-    for v in entry.versions:  # type: ignore[union-attr]
-        table.add_row(str(v.version), v.stage, v.created, v.kind, _interval(v.metrics or {}, "macro_f1"),
-                      v.sha256[:12], v.run_id or "-", "yes" if v.sagemaker else "-")
-    out.print(table)
+    _print_table(["version", "stage", "created", "kind", "test_macro_f1 [95% CI]", "sha256", "run_id", "sagemaker"],
+                 [[str(v.version), v.stage, v.created, v.kind, _interval(v.metrics or {}, "macro_f1"), v.sha256[:12],
+                   v.run_id or "-", "yes" if v.sagemaker else "-"] for v in entry.versions])  # type: ignore[union-attr]
 
 
 @app.command("show")

@@ -81,10 +81,13 @@ def upload_archive(project: Project, mirror: MirrorPlan, folder: Path, name: str
     return storage.url(key)
 
 
+def _tags(mirror: MirrorPlan) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v[:256]} for k, v in mirror.tags.items()]
+
+
 def group_request(mirror: MirrorPlan, name: str) -> dict[str, Any]:
     return {"ModelPackageGroupName": mirror.group,
-            "ModelPackageGroupDescription": f"multitype model registry: {name}",
-            "Tags": [{"Key": k, "Value": v[:256]} for k, v in mirror.tags.items()]}
+            "ModelPackageGroupDescription": f"multitype model registry: {name}", "Tags": _tags(mirror)}
 
 
 def package_request(mirror: MirrorPlan, name: str, version: Version, model_data_url: str) -> dict[str, Any]:
@@ -113,11 +116,14 @@ def package_request(mirror: MirrorPlan, name: str, version: Version, model_data_
         },
         "ModelApprovalStatus": APPROVAL[version.stage],
         "CustomerMetadataProperties": {k: v[:256] for k, v in metadata.items()},
+        "Tags": _tags(mirror),
     }
 
 
 def status_request(arn: str, stage: str) -> dict[str, Any]:
-    return {"ModelPackageArn": arn, "ModelApprovalStatus": APPROVAL[stage]}
+    """``UpdateModelPackage``: the approval status of ``stage``, and the stage in the package's metadata."""
+    return {"ModelPackageArn": arn, "ModelApprovalStatus": APPROVAL[stage],
+            "CustomerMetadataProperties": {"multitype:stage": stage}}
 
 
 def _check(operation: str, params: dict[str, Any]) -> None:
