@@ -129,7 +129,8 @@ def _local_model(stack: contextlib.ExitStack, model: str, config_dir: str, backe
         from multitype.predict import model_place
         from multitype.project import open_project
 
-        place = model_place(open_project(root, config_dir, "serve"), model, echo=lambda line: console.print(line))
+        place = model_place(open_project(root, config_dir, "serve"), model,
+                            echo=lambda line: console.print(line, soft_wrap=True, highlight=False, markup=False))
         check_backend_files(place.storage, model, backend, place.key)
         return stack.enter_context(place.storage.local_dir(place.key))
     if not is_remote(model):
