@@ -88,7 +88,7 @@ def test_refusals_name_what_is_wrong_and_change_nothing(cli, registered: Project
         {**json.loads(text)["models"]["news"]["versions"][0], "stage": "production"},
         {**json.loads(text)["models"]["news"]["versions"][0], "version": 2, "stage": "production"}]}}}),
      "'models.news' versions [1, 2] are all in production; only one may be"),
-])
+], ids=["unknown-stage", "not-json", "unknown-key", "numbering", "two-in-production"])
 def test_a_hand_edited_index_that_is_not_valid_is_refused_and_never_rewritten(cli, registered: Project, edit,
                                                                                 message: str, tmp_path: Path) -> None:
     p = registered

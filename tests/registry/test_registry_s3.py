@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from multitype.manifest import folder_digest
 from multitype.registry import index as ix
 from multitype.storage import Storage
@@ -63,6 +65,7 @@ def test_two_writers_that_read_the_same_s3_index_cannot_both_win(s3_server) -> N
     race(Storage(f"s3://{s3_server.make_bucket('cas')}/proj"))
 
 
+@pytest.mark.slow
 def test_two_registry_add_processes_at_once_get_versions_1_and_2(cli, project: Project, s3_server) -> None:
     bucket, remote = _push(cli, project, s3_server)
     args = [sys.executable, "-m", "multitype", "registry", "add", "models/final/logreg", "--name", "news",
@@ -90,3 +93,15 @@ def test_an_invalid_index_in_s3_is_refused_and_left_as_it_is(cli, project: Proje
     head = s3.head_object(Bucket=bucket, Key=INDEX)
     assert head["ETag"] == etag and s3.get_object(Bucket=bucket, Key=INDEX)["Body"].read() == bad
     assert s3_server.list_keys(bucket, "proj/models/registry/") == [INDEX]  # no model copied either
+
+
+def test_write_if_refuses_a_stale_version_in_s3_and_locally(s3_server, tmp_path: Path) -> None:
+    """The storage primitive under the index: a write conditioned on an old version changes nothing."""
+    for storage in (Storage(f"s3://{s3_server.make_bucket('cas')}/proj"), Storage(str(tmp_path))):
+        assert storage.write_if("i.json", b"one", None)
+        assert not storage.write_if("i.json", b"two", None)  # it exists now
+        data, token = storage.read_versioned("i.json")
+        assert data == b"one" and storage.write_if("i.json", b"three", token)
+        assert not storage.write_if("i.json", b"four", token)  # token is stale
+        assert storage.read_versioned("i.json")[0] == b"three"
+        assert storage.read_versioned("missing.json") == (None, None)

@@ -65,6 +65,7 @@ def _package(version: int, stage: str, approval: str, url: str, v: dict) -> dict
     }
 
 
+@pytest.mark.slow
 def test_versions_are_mirrored_and_their_approval_follows_the_stage(cli, project: Project, sent, s3_server,
                                                                     tmp_path: Path) -> None:
     bucket = s3_server.make_bucket("mirror")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.registry.conftest import Project
 from tests.serve.conftest import TEXTS, free_port
 from tests.serve.test_cli import server_factory  # noqa: F401 - the fixture that starts and stops servers
 
 
+@pytest.mark.slow
 def test_serve_loads_the_production_version(cli, project: Project, server_factory) -> None:  # noqa: F811
     where = project.where()
     assert cli("registry", "add", "models/final/logreg", "--name", "news", *where).exit_code == 0

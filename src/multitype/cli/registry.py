@@ -32,7 +32,7 @@ def add(
     from multitype.registry.index import check_name
 
     check_name(name)
-    ops._check_stage(stage, ops.ADD_STAGES)  # before the project is opened
+    ops.check_stage(stage, ops.ADD_STAGES)  # before the project is opened
     proj = project("registry add", root, config_dir)
     ops.add(proj, model_dir, name, stage=stage, sagemaker=sagemaker, remote=remote, echo=_echo)
 
@@ -115,7 +115,7 @@ def promote(
     """Move a version to production or staging."""
     from multitype.registry import ops
 
-    ops._check_stage(stage, ops.PROMOTE_STAGES)
+    ops.check_stage(stage, ops.PROMOTE_STAGES)
     ops.parse_ref(reference, need_version=True)
     proj = project("registry promote", root, config_dir)
     ops.promote(proj, reference, stage, echo=_echo)

@@ -23,7 +23,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from multitype import layout
 from multitype.manifest import folder_digest, sha256_file
@@ -31,6 +31,7 @@ from multitype.storage import COMPLETE_MARKER, Storage
 
 WEIGHT_FILES = ("model.safetensors", "model.skops", "pytorch_model.bin")
 MAX_MANIFESTS = 500          # newest run manifests searched for a model without a run id
+_BATCH = 16                  # manifests fetched at once
 METRIC_FIELDS = ("split", "accuracy", "macro_f1", "weighted_f1")
 _SPLIT_CSV = re.compile(r"^data/processed/(train|val|test)_\d+class\.csv$")
 
@@ -58,7 +59,7 @@ def data_fingerprint(files: dict[str, str]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def model_facts(root: Storage, folder: Path, echo: Callable[[str], None] = print) -> ModelFacts:
+def model_facts(root: Storage, folder: Path) -> ModelFacts:
     """Hash the local model ``folder`` and find its run, data, code version and test metrics under ``root``.
 
     Raises
@@ -96,24 +97,28 @@ def model_facts(root: Storage, folder: Path, echo: Callable[[str], None] = print
 
 def _run_manifest(root: Storage, files: dict[str, str], run_id: Any) -> tuple[dict[str, Any], str | None] | None:
     """(manifest, the model's folder key in its outputs) of the run that made these files, or None."""
+    import json
+
     weights = next((name for name in WEIGHT_FILES if name in files), None)
     candidates: list[str] = []
-    if isinstance(run_id, str) and run_id:
+    if isinstance(run_id, str) and run_id and root.exists(layout.manifest(run_id)):
         candidates.append(run_id)
     names = [n for n in root.listdir(layout.RUNS) if n not in candidates and n not in ("tune", "mlflow")]
-    candidates += sorted(names, reverse=True)[:MAX_MANIFESTS]  # run ids start with their UTC time
-    for candidate in candidates:
-        key = layout.manifest(candidate)
-        try:
-            manifest = root.read_json(key)
-        except Exception:  # noqa: BLE001 - a missing or damaged manifest is not this model's
-            continue
-        outputs = manifest.get("outputs") if isinstance(manifest, dict) else None
-        if not isinstance(outputs, dict):
-            continue
-        folder_key = _folder_in(outputs, weights, files.get(weights or ""))
-        if folder_key is not None or (candidate == run_id and weights is None):
-            return manifest, folder_key
+    candidates += sorted(names, reverse=True)[:MAX_MANIFESTS]  # run ids start with their UTC time: newest first
+    for start in range(0, len(candidates), _BATCH):
+        batch = [c for c in candidates[start:start + _BATCH] if root.exists(layout.manifest(c))]
+        texts = root.read_many([layout.manifest(c) for c in batch])  # concurrent GETs on S3
+        for candidate in batch:
+            try:
+                manifest = json.loads(texts[layout.manifest(candidate)])
+            except ValueError:
+                continue  # a damaged manifest is no evidence either way
+            outputs = manifest.get("outputs") if isinstance(manifest, dict) else None
+            if not isinstance(outputs, dict):
+                continue
+            folder_key = _folder_in(outputs, weights, files.get(weights or ""))
+            if folder_key is not None or (candidate == run_id and weights is None):
+                return manifest, folder_key
     return None
 
 

@@ -90,7 +90,7 @@ def _set_stage(version: Version, stage: str, at: str) -> None:
     version.history.append(StageChange(stage=stage, at=at))  # type: ignore[arg-type]
 
 
-def _check_stage(stage: str, allowed: tuple[str, ...], flag: str = "--stage") -> str:
+def check_stage(stage: str, allowed: tuple[str, ...], flag: str = "--stage") -> str:
     if stage not in allowed:
         raise RegistryError(f"{flag} {stage!r} is not a stage here; use one of: {', '.join(allowed)}")
     return stage
@@ -131,7 +131,7 @@ def add(project: Project, model_dir: str, name: str, stage: str = "none", sagema
     from multitype.registry.entry import model_facts
 
     ix.check_name(name)
-    _check_stage(stage, ADD_STAGES)
+    check_stage(stage, ADD_STAGES)
     root = project.storage
     ix.load(root)  # an invalid index stops here, before any copy
     mirror = None
@@ -142,7 +142,7 @@ def add(project: Project, model_dir: str, name: str, stage: str = "none", sagema
     place = model_place(project, model_dir)
     package_url = None
     with place.storage.local_dir(place.key) as local:
-        facts = model_facts(root, local, echo)
+        facts = model_facts(root, local)
         for warning in facts.warnings:
             echo(f"warning: {warning}")
         key = layout.registry_model(name, facts.sha256)
@@ -227,7 +227,7 @@ def set_stage(project: Project, reference: str, stage: str,
 def promote(project: Project, reference: str, stage: str,
             echo: Callable[[str], None] = print) -> tuple[Version, list[Version]]:
     """``registry promote NAME:VERSION --stage production|staging``."""
-    _check_stage(stage, PROMOTE_STAGES)
+    check_stage(stage, PROMOTE_STAGES)
     return set_stage(project, reference, stage, echo)
 
 
