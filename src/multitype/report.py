@@ -389,8 +389,8 @@ def build_report(project: Project, warn: Callable[[str], None] | None = None) ->
     tuning = tuning_section(storage, seed, _link)
     lines += tuning.lines
     outputs += tuning.outputs
-    for problem in tuning.problems:
-        if warn is not None:
+    if warn is not None:
+        for problem in tuning.problems:
             warn(problem)
     audit = read_current(storage, layout.AUDIT)  # the committed set, even after a prepare cut short
     if audit is not None or storage.listdir(layout.FIGURES_DATA):

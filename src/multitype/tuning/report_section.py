@@ -327,7 +327,7 @@ def history_figure(study: Study) -> "plt.Figure":
     failed = [t.number for t in study.trials if t.state == "FAIL"]
     if failed:  # no value to plot: a mark on the x axis
         ax.scatter(failed, [0.0] * len(failed), marker="v", color="tab:red", clip_on=False, zorder=4,
-                   transform=ax.get_xaxis_transform(), label=f"failed ({len(failed)})")
+                   transform=ax.get_xaxis_transform(), label=f"failed ({len(failed)}, no value)")
     ax.set_xlabel("trial")
     ax.set_ylabel(f"val {summary.metric.replace('_', ' ')}")
     if study.trials:
@@ -374,7 +374,8 @@ def _test_metrics(metrics: dict[str, Any] | None) -> str:
 def _study_lines(study: Study, figures: dict[str, str], importance: dict[str, float] | str,
                  link: Callable[[str], str]) -> list[str]:
     summary, counts = study.summary, study.counts()
-    where = f"SageMaker tuning job `{summary.tuning_job}`" if summary.tuning_job else summary.backend
+    where = (f"by SageMaker tuning job `{summary.tuning_job}`" if summary.tuning_job else
+             "on SageMaker" if summary.backend == "sagemaker" else "locally with Optuna")
     lines = [f"### Study `{study.name}`", "",
              f"{summary.kind.capitalize()} `{summary.model_name}`, tuned {where}; val {summary.metric} "
              f"({summary.direction}). Trials: {len(study.trials)} in all, {counts['COMPLETE']} complete, "
@@ -406,7 +407,7 @@ def _study_lines(study: Study, figures: dict[str, str], importance: dict[str, fl
         lines += [f"Parameter importance: {importance}.", ""]
     else:
         lines += ["Parameter importance (Optuna's fANOVA on the complete trials; shares of the variance of the "
-                  f"val metric, seeded): {_params({n: round(v, 3) for n, v in importance.items()})}.", "",
+                  f"val metric, seeded): {', '.join(f'`{n}` {v:.3f}' for n, v in importance.items())}.", "",
                   f"![Parameter importance {study.name}]({link(figures['importance'])})", ""]
     lines += [f"Files: [{study.csv_key}]({link(study.csv_key)}), [{study.json_key}]({link(study.json_key)}).", ""]
     return lines
