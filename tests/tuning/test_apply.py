@@ -52,10 +52,12 @@ def test_a_model_without_a_section_gets_one_in_its_siblings_style(configs: Path)
     changes = apply_best(str(configs), "transformer", "distilroberta-base",
                          {"learning_rate": 1e-05, "num_epochs": 4, "precision": "bf16"})
     assert changes == ["models.distilroberta-base.learning_rate: 2.0e-05 -> 1.0e-05",
-                       "models.distilroberta-base.num_epochs: 3.0 -> 4", "models.distilroberta-base.precision: auto -> bf16"]
+                       "models.distilroberta-base.num_epochs: 3.0 -> 4",
+                       "models.distilroberta-base.precision: auto -> bf16"]
     after = path.read_text()
     # the new line sits after the last model and before `run:`; nothing else moves
-    assert after.replace("  distilroberta-base: {learning_rate: 1.0e-05, num_epochs: 4, precision: bf16}\n", "") == before
+    line = "  distilroberta-base: {learning_rate: 1.0e-05, num_epochs: 4, precision: bf16}\n"
+    assert after.replace(line, "") == before
     assert "  roberta-base: {}\n  distilroberta-base:" in after
     # PyYAML (YAML 1.1) reads 1.0e-05 as a number, not as the string it makes of 1e-05
     assert yaml.safe_load(after)["models"]["distilroberta-base"]["learning_rate"] == 1e-05

@@ -77,13 +77,14 @@ def test_section_for_a_local_study(tmp_path: Path) -> None:
     assert section.inputs == ["results/tuning/minilm.json", "results/tuning/minilm.csv"] and section.problems == []
     text = "\n".join(section.lines)
     assert "## Tuning\n" in text and "### Study `minilm`\n" in text
-    assert ("Transformer `minilm`, tuned locally with Optuna; val macro_f1 (maximize). Trials: 8 in all, 5 complete, 2 pruned, "
-            "1 failed, 0 running.") in text
+    assert ("Transformer `minilm`, tuned locally with Optuna; val macro_f1 (maximize). Trials: 8 in all, "
+            "5 complete, 2 pruned, 1 failed, 0 running.") in text
     assert ("**Best trial: 5** (`minilm-t5`), val macro_f1 0.9710; parameters: `batch_size` 16, "
             "`learning_rate` 4.1e-05, `num_epochs` 4, `warmup_ratio` 0.1.") in text
     assert "(its one re-evaluation on test): accuracy 0.9683, macro_f1 0.9671." in text
     table = [line for line in section.lines if line.startswith("| ")]
-    assert table[0] == "| rank | trial | slug | val macro_f1 | seconds | batch_size | learning_rate | num_epochs | warmup_ratio |"
+    assert table[0] == ("| rank | trial | slug | val macro_f1 | seconds | batch_size | learning_rate | num_epochs "
+                        "| warmup_ratio |")
     assert [row.split(" | ")[1] for row in table[1:]] == ["5", "3", "7", "1", "0"]  # complete trials, best first
     assert table[1] == "| 1 | 5 | `minilm-t5` | 0.9710 | 78 | 16 | 4.1e-05 | 4 | 0.1 |"
     assert "![Optimisation history minilm](../figures/results/tuning_minilm_history.png)" in text
@@ -127,11 +128,26 @@ def test_too_few_complete_trials_for_importances(tmp_path: Path) -> None:
     _assert_png(tmp_path / layout.figure_results("tuning_minilm_history"))
 
 
+def test_a_study_without_trials_and_one_whose_values_are_all_equal(tmp_path: Path) -> None:
+    write_study(tmp_path, "empty", rows=[], best=None,
+                trials={"total": 0, "complete": 0, "pruned": 0, "failed": 0, "running": 0})
+    write_study(tmp_path, "flat", rows=[",".join(r.split(",")[:3] + ["0.9"] + r.split(",")[4:]) if "COMPLETE" in r
+                                        else r for r in ROWS])
+    section = tuning_section(Storage(str(tmp_path)), 42, _link)
+    text = "\n".join(section.lines)
+    empty, flat = text.split("### Study `empty`")[1].split("### Study `flat`")
+    assert "Trials: 0 in all" in empty and "No best trial yet (no complete trial)." in empty
+    assert "Optimisation history" not in empty
+    assert "Parameter importance: importances not computed: " in flat  # fANOVA: zero variance
+    assert section.outputs == [layout.figure_results("tuning_flat_history")] and section.problems == []
+
+
 def test_a_sagemaker_baseline_study_minimising_with_a_list_choice(tmp_path: Path) -> None:
     space = {"C": {"loguniform": [0.01, 100.0]}, "ngram_range": {"choice": [[1, 1], [1, 2]]}}
     rows = ["0,tj-001-a,COMPLETE,0.31,40,0.5,\"[1, 2]\"", "1,tj-002-b,RUNNING,,,2.0,\"[1, 1]\"",
             "2,tj-003-c,COMPLETE,0.28,35,7.5,\"[1, 1]\"", "3,tj-004-d,COMPLETE,0.35,33,40.0,\"[1, 2]\""]
-    write_study(tmp_path, "logreg-baseline", rows=rows, header="number,slug,state,value,seconds,params_C,params_ngram_range",
+    write_study(tmp_path, "logreg-baseline", rows=rows,
+                header="number,slug,state,value,seconds,params_C,params_ngram_range",
                 kind="baseline", backend="sagemaker", model_name="logreg", direction="minimize", space=space,
                 tuning_job="mt-logreg-tune", trials={"total": 4, "complete": 3, "pruned": 0, "failed": 0, "running": 1},
                 best={"number": 2, "slug": "tj-003-c", "value": 0.28, "params": {"C": 7.5, "ngram_range": [1, 1]},
@@ -146,7 +162,8 @@ def test_a_sagemaker_baseline_study_minimising_with_a_list_choice(tmp_path: Path
 
 
 BAD = {
-    "json": ("minilm.json", lambda t: t[:40], "results/tuning/minilm.json: not valid JSON (line 3: Unterminated string"),
+    "json": ("minilm.json", lambda t: t[:40],
+             "results/tuning/minilm.json: not valid JSON (line 3: Unterminated string"),
     "schema": ("minilm.json", lambda t: t.replace('"schema_version": 1', '"schema_version": 2'),
                "results/tuning/minilm.json: 'schema_version' Input should be 1"),
     "header": ("minilm.csv", lambda t: t.replace("params_batch_size,params_learning_rate",
@@ -158,7 +175,8 @@ BAD = {
                 "results/tuning/minilm.csv line 5: params_learning_rate 0.015 is outside the space [1e-05, 0.0003]"),
     "choice": ("minilm.csv", lambda t: t.replace("COMPLETE,0.912,61.5,16", "COMPLETE,0.912,61.5,24"),
                "results/tuning/minilm.csv line 2: params_batch_size '24' is not one of the choices [16, 32]"),
-    "value": ("minilm.csv", lambda t: t.replace("0.944", "n/a"), "results/tuning/minilm.csv line 3: value 'n/a' is not a number"),
+    "value": ("minilm.csv", lambda t: t.replace("0.944", "n/a"),
+              "results/tuning/minilm.csv line 3: value 'n/a' is not a number"),
     "binary": ("minilm.csv", lambda t: "\udcff", "results/tuning/minilm.csv: not UTF-8 text"),
 }
 
@@ -214,7 +232,7 @@ def test_report_command_adds_the_section_and_warns_about_a_bad_study(tmp_path: P
     for name in ("tuning_minilm_history", "tuning_minilm_importance"):
         _assert_png(root / layout.figure_results(name))
     html = (root / layout.REPORT_HTML).read_text()
-    assert html.count("data:image/png;base64,") >= 2 + report.count("![") - 2  # every figure embedded
+    assert html.count("data:image/png;base64,") == report.count("![")  # every figure embedded, the tuning ones too
     manifests = [json.loads(p.read_text()) for p in (root / layout.RUNS).glob("*/manifest.json")]
     manifest = next(m for m in manifests if layout.REPORT in m["outputs"])
     assert {"results/tuning/minilm.json", "results/tuning/minilm.csv"} <= set(manifest["inputs"])

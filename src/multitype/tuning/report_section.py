@@ -45,7 +45,7 @@ class StudyFileError(ValueError):
 
 
 class _Counts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     total: Count
     complete: Count
     pruned: Count
@@ -297,7 +297,7 @@ def param_importances(study: Study, seed: int) -> dict[str, float] | str:
         scores = optuna.importance.get_param_importances(
             rebuilt, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
     except (ValueError, RuntimeError) as exc:
-        return f"importances not computed: {exc}"
+        return f"importances not computed: {str(exc).rstrip('.')}"
     if not scores:
         return "importances not computed: no parameter took more than one value"
     return {name: float(v) for name, v in scores.items()}
@@ -367,7 +367,8 @@ def _params(params: dict[str, Any]) -> str:
 def _test_metrics(metrics: dict[str, Any] | None) -> str:
     if not metrics:
         return "not re-evaluated on test yet"
-    shown = [f"{name} {v:.4f}" for name, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    shown = [f"{name} {v:.4f}" for name, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return ", ".join(shown) or "no numeric metrics"
 
 
@@ -389,7 +390,8 @@ def _study_lines(study: Study, figures: dict[str, str], importance: dict[str, fl
     else:
         lines += [f"**Best trial: {best.number}** (`{best.slug}`), val {summary.metric} {best.value:.4f}; "
                   f"parameters: {_params(best.params)}.", "",
-                  f"Test metrics of the best trial (its one re-evaluation on test): {_test_metrics(best.test_metrics)}.",
+                  "Test metrics of the best trial (its one re-evaluation on test): "
+                  f"{_test_metrics(best.test_metrics)}.",
                   ""]
     top = study.complete()[:TOP_TRIALS]
     if top:
@@ -402,7 +404,8 @@ def _study_lines(study: Study, figures: dict[str, str], importance: dict[str, fl
                      "-" if t.seconds is None else f"{t.seconds:.0f}", *(_value(t.params.get(n, "-")) for n in names)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"![Optimisation history {study.name}]({link(figures['history'])})", ""]
+    if "history" in figures:
+        lines += [f"![Optimisation history {study.name}]({link(figures['history'])})", ""]
     if isinstance(importance, str):
         lines += [f"Parameter importance: {importance}.", ""]
     else:
@@ -452,7 +455,10 @@ def tuning_section(storage: Storage, seed: int, link: Callable[[str], str]) -> T
             section.problems.append(problem)
             section.lines += [f"- {problem}.", ""]
             continue
-        figures = {"history": save_figure(storage, layout.figure_results(history_name(name)), history_figure(study))}
+        figures: dict[str, str] = {}
+        if study.trials:
+            figures["history"] = save_figure(storage, layout.figure_results(history_name(name)),
+                                             history_figure(study))
         importance = param_importances(study, seed)
         if not isinstance(importance, str):
             figures["importance"] = save_figure(storage, layout.figure_results(importance_name(name)),
