@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from multitype import layout
 from multitype.storage import Storage
 from multitype.tuning.report_section import history_figure, load_study, param_importances, tuning_section
+from multitype.tuning.space import TuneConfig
 from tests.bbc_processed import copy_root, trained_root
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -159,6 +161,56 @@ def test_a_sagemaker_baseline_study_minimising_with_a_list_choice(tmp_path: Path
     assert "Baseline `logreg`, tuned by SageMaker tuning job `mt-logreg-tune`; val macro_f1 (minimize)." in text
     assert "not re-evaluated on test yet" in text and "`ngram_range` [1, 1]" in text
     assert len(section.outputs) == 2
+
+
+def test_a_real_optuna_study_written_with_pandas_gives_the_same_importances(tmp_path: Path) -> None:
+    """The rebuilt study is faithful: fANOVA on it equals fANOVA on the study the trials came from."""
+    import optuna
+    import pandas as pd
+
+    from multitype.tuning.space import suggest
+
+    config = TuneConfig.model_validate({"direction": "minimize", "space": {
+        "C": {"loguniform": [0.01, 100.0]}, "ngram_range": {"choice": [[1, 1], [1, 2]]},
+        "min_df": {"int": [1, 3]}, "sublinear_tf": {"choice": [True, False]}}})
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest(trial, config.distributions())
+        if trial.number == 4:
+            raise ValueError("out of memory")  # a failed trial: params, no value
+        loss = abs(math.log10(params["C"]) - 0.5) + 0.1 * params["min_df"] + 0.2 * (params["ngram_range"] == [1, 1])
+        if trial.number in (2, 6):
+            trial.report(loss, 1)
+            raise optuna.TrialPruned()
+        return loss
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=3))
+    study.optimize(objective, n_trials=9, catch=(ValueError,))
+    states = {"COMPLETE": "COMPLETE", "PRUNED": "PRUNED", "FAIL": "FAIL"}
+    frame = pd.DataFrame([{"number": t.number, "slug": f"logreg-t{t.number}", "state": states[t.state.name],
+                           "value": t.value if t.value is not None else (t.intermediate_values or {}).get(1),
+                           "seconds": 1.5, **{f"params_{n}": t.params.get(n) for n in sorted(config.space_spec())}}
+                          for t in study.trials])
+    frame.to_csv(tmp_path / "trials.csv", index=False)  # pandas' own spelling: None -> empty, ints in floats
+    best = study.best_trial
+    write_study(tmp_path, "logreg", rows=(tmp_path / "trials.csv").read_text().splitlines()[1:],
+                header=(tmp_path / "trials.csv").read_text().splitlines()[0], kind="baseline",
+                model_name="logreg", direction="minimize", space=config.space_spec(),
+                fingerprint=config.fingerprint(), trials={"total": 9, "complete": 6, "pruned": 2, "failed": 1,
+                                                          "running": 0},
+                best={"number": best.number, "slug": f"logreg-t{best.number}", "value": best.value,
+                      "params": {n: json.loads(v) if n == "ngram_range" else v for n, v in best.params.items()},
+                      "test_metrics": None})
+    loaded = load_study(Storage(str(tmp_path)), "logreg")
+    assert loaded.counts() == {"COMPLETE": 6, "PRUNED": 2, "FAIL": 1, "RUNNING": 0}
+    assert loaded.complete()[0].number == best.number and loaded.complete()[0].value == best.value
+    verbosity = optuna.logging.get_verbosity()
+    rebuilt = param_importances(loaded, 7)
+    assert optuna.logging.get_verbosity() == verbosity
+    original = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=7))
+    assert rebuilt == pytest.approx({n: float(v) for n, v in original.items()})
 
 
 BAD = {

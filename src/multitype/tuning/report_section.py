@@ -286,18 +286,21 @@ def param_importances(study: Study, seed: int) -> dict[str, float] | str:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = _distributions(study.space)
-    rebuilt = optuna.create_study(direction=study.summary.direction)
-    for trial in complete:
-        params = {n: json.dumps(v) if isinstance(v, list) else v for n, v in trial.params.items()}
-        rebuilt.add_trial(create_trial(params=params, distributions=distributions, value=trial.value,
-                                       state=TrialState.COMPLETE))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" in the report's output
     try:
+        rebuilt = optuna.create_study(direction=study.summary.direction)
+        for trial in sorted(complete, key=lambda t: t.number):  # the order Optuna saw them in: the forest's input
+            params = {n: json.dumps(v) if isinstance(v, list) else v for n, v in trial.params.items()}
+            rebuilt.add_trial(create_trial(params=params, distributions=distributions, value=trial.value,
+                                           state=TrialState.COMPLETE))
         scores = optuna.importance.get_param_importances(
             rebuilt, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
     except (ValueError, RuntimeError) as exc:
         return f"importances not computed: {str(exc).rstrip('.')}"
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     if not scores:
         return "importances not computed: no parameter took more than one value"
     return {name: float(v) for name, v in scores.items()}
