@@ -31,7 +31,8 @@ def test_add_records_the_model_its_run_data_code_and_test_metrics(cli, project: 
     assert res.exit_code == 0, res.stderr
     digest = folder_digest(folder)
     copy = f"models/registry/news/{digest[:16]}"
-    assert f"registered news version 1 (none) from {folder} -> {project.root / copy}" in res.stderr
+    assert res.stderr.splitlines() == [f"copying the model (sklearn, 2 files) to {project.root / copy}",
+                                       f"registered news version 1 (none) from {folder} -> {project.root / copy}"]
     assert "warning" not in res.stderr
 
     v1 = _show(cli, project, "news:1")

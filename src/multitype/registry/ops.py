@@ -139,7 +139,7 @@ def add(project: Project, model_dir: str, name: str, stage: str = "none", sagema
         from multitype.registry import sagemaker as sm
 
         mirror = sm.plan(project, name, remote)
-    place = model_place(project, model_dir)
+    place = model_place(project, model_dir, echo)
     package_url = None
     with place.storage.local_dir(place.key) as local:
         facts = model_facts(root, local)
@@ -147,9 +147,14 @@ def add(project: Project, model_dir: str, name: str, stage: str = "none", sagema
             echo(f"warning: {warning}")
         key = layout.registry_model(name, facts.sha256)
         if not root.is_complete(key):
-            root.put_dir(local, key)
+            echo(f"copying the model ({facts.kind}, {len(facts.files)} files) to {root.url(key)}")
+            try:
+                root.put_dir(local, key)
+            except OSError:
+                if not root.is_complete(key):  # else a concurrent add of this very model published it first
+                    raise
         if mirror is not None:
-            package_url = sm.upload_archive(project, mirror, local, name, facts.sha256)
+            package_url = sm.upload_archive(project, mirror, local, name, facts.sha256, echo)
     source = place.url()
 
     def change(index: Index) -> Version:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from multitype import layout
 from multitype.cloud import aws as cloud_aws
@@ -67,7 +67,8 @@ def plan(project: Project, name: str, remote: str | None = None) -> MirrorPlan:
     return MirrorPlan(aws, root, image, group_name(name), tags)
 
 
-def upload_archive(project: Project, mirror: MirrorPlan, folder: Path, name: str, sha256: str) -> str:
+def upload_archive(project: Project, mirror: MirrorPlan, folder: Path, name: str, sha256: str,
+                   echo: Callable[[str], None] = print) -> str:
     """Pack ``folder`` as ``sagemaker deploy`` does and upload it under the S3 root; return its URL."""
     from multitype.cloud.sagemaker.launch import _local_folder
     from multitype.cloud.sagemaker.modelpack import build_model_archive
@@ -77,6 +78,8 @@ def upload_archive(project: Project, mirror: MirrorPlan, folder: Path, name: str
     with tempfile.TemporaryDirectory(prefix="multitype-registry-") as tmp:
         archive = build_model_archive(folder, Path(tmp) / "model.tar.gz", mirror.image.torch_version,
                                       _local_folder(project))
+        echo(f"model.tar.gz: {archive.size / 2**20:.1f} MiB, {len(archive.members)} files; uploading to "
+             f"{storage.url(key)}")
         storage.put_file(archive.path, key)
     return storage.url(key)
 
