@@ -289,7 +289,7 @@ def parse_csv(data: bytes, name: str, encoding: str | None = None) -> Iterator[t
 
 
 CSV_CHUNK_ROWS = 20_000
-PARQUET_BATCH_ROWS = 20_000
+PARQUET_BATCH_ROWS = 5_000
 _MULTILINE_CELLS = 100_000  # rows get line numbers when none of the first cells spans lines
 
 
@@ -359,7 +359,7 @@ def _parquet_stream(source: Any, name: str, fields: Sequence[str] | None = None)
         return DataError(f"{name}: not a valid Parquet file ({' '.join(str(exc).split())[:200]})")
 
     try:
-        parquet = pq.ParquetFile(source)
+        parquet = pq.ParquetFile(source, pre_buffer=False)  # pre-buffering reads the whole file ahead
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise invalid(exc) from None
     with parquet:
