@@ -23,6 +23,7 @@ from multitype.cloud import aws, catalog
 from multitype.cloud.sagemaker import request as req
 from multitype.cloud.sagemaker import sourcedir
 from multitype.config import AwsConfig
+from multitype.data.sources import BBC_CLASSES, BBC_FOLDERS
 from tests.cloud.jobs_helpers import edit_describe, hook, put_lines
 from tests.cloud.launch_helpers import ROLE, make_project
 from tests.conftest import bbc_data_dir
@@ -34,8 +35,10 @@ GROUP = "/aws/sagemaker/ProcessingJobs"
 def bbc_jsonl(path: Path, per_class: int = 20) -> Path:
     """``per_class`` real BBC articles of each of the 4 classes, as JSON Lines."""
     rows = []
-    for label, folder in (("business", "business"), ("politics", "politics"), ("sports", "sport"), ("tech", "tech")):
-        for f in sorted((bbc_data_dir() / folder).glob("*.txt"))[:per_class]:
+    for label in BBC_CLASSES:
+        folder = next(bbc_data_dir() / name for name, cls in BBC_FOLDERS.items() if cls == label
+                      and (bbc_data_dir() / name).is_dir())
+        for f in sorted(folder.glob("*.txt"))[:per_class]:
             rows.append({"text": f.read_bytes().decode("utf-8", errors="replace"), "label": label, "file": f.name})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -110,7 +113,7 @@ def _expected(env: Env, name: str, raw_uri: str, sourcedir_key: str, *, current:
             "/bin/sh", "-c",
             f"set -e; cd /opt/ml/processing/input/code; tar -xzf {tarball}; python3 -m pip install -q -r "
             "requirements.txt; export PYTHONPATH=$PWD/src; exec python3 -m multitype.cloud.sagemaker.process_entry "
-            '"$@"'], "ContainerArguments": arguments},
+            '"$0" "$@"'], "ContainerArguments": arguments},
         "Environment": {"PYTHONUNBUFFERED": "1"},
         "RoleArn": ROLE,
         "Tags": [{"Key": "multitype:project", "Value": "bbc-news"}, {"Key": "multitype:task", "Value": "prepare"},

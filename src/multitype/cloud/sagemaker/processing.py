@@ -88,12 +88,12 @@ def console_url(region: str, job_name: str) -> str:
 def container_command(sourcedir_name: str, base: str = BASE) -> list[str]:
     """``AppSpecification.ContainerEntrypoint``: unpack the sourcedir, install its requirements, run the entry.
 
-    SageMaker appends ``ContainerArguments``; the first becomes ``$0`` of the
-    shell, the rest reach the entry point as ``"$@"``.
+    SageMaker appends ``ContainerArguments``: the shell takes the first as ``$0``,
+    so the entry point gets them all as ``"$0" "$@"``.
     """
     code = f"{base}/input/code"
     script = (f"set -e; cd {code}; tar -xzf {sourcedir_name}; python3 -m pip install -q -r requirements.txt; "
-              f'export PYTHONPATH=$PWD/src; exec python3 -m {ENTRY_MODULE} "$@"')
+              f'export PYTHONPATH=$PWD/src; exec python3 -m {ENTRY_MODULE} "$0" "$@"')
     return ["/bin/sh", "-c", script]
 
 
