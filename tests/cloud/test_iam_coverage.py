@@ -333,9 +333,9 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     for kind in ("sagemaker-role", "ec2-profile"):  # so that doctor reads real roles (admin step: not recorded)
         assert cli("iam", "policy", kind, "--create", "--config-dir", configs).exit_code == 0
     s3_server.client().put_object(Bucket=bucket, Key="team/proj/results/stale.json", Body=b"{}")  # --delete's
-    raw = f"{remote}/data/raw/news.jsonl"  # the raw data of `sagemaker prepare`, uploaded by the user
-    s3_server.client().put_object(Bucket=bucket, Key="team/proj/data/raw/news.jsonl",
-                                  Body=b'{"text": "Shares fell.", "label": "business"}\n')
+    raw = f"{remote}/data/raw/news.jsonl"  # the raw data of `sagemaker prepare`, pushed by the sync below
+    (root / "data" / "raw").mkdir(parents=True, exist_ok=True)
+    (root / "data" / "raw" / "news.jsonl").write_text('{"text": "Shares fell.", "label": "business"}\n')
 
     prices = contextlib.ExitStack()
     monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", prices.enter_context(price_list_api()))
