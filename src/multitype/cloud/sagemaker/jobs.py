@@ -200,7 +200,8 @@ def processing_summary(desc: dict[str, Any], now: dt.datetime | None = None) -> 
         "volume_gb": cluster.get("VolumeSizeInGB"),
         "failure_reason": desc.get("FailureReason"),
         "exit_message": desc.get("ExitMessage"),
-        "inputs": {i.get("InputName"): (i.get("S3Input") or {}).get("S3Uri") for i in desc.get("ProcessingInputs") or []},
+        "inputs": {i.get("InputName"): (i.get("S3Input") or {}).get("S3Uri")
+                   for i in desc.get("ProcessingInputs") or []},
         "outputs": {o.get("OutputName"): (o.get("S3Output") or {}).get("S3Uri")
                     for o in (desc.get("ProcessingOutputConfig") or {}).get("Outputs") or []},
         "created": _iso(desc.get("CreationTime")),

@@ -1,7 +1,7 @@
-"""A training (or processing) job's CloudWatch logs: every host's stream, in time order, read once or followed to the end.
+"""A SageMaker job's CloudWatch logs: every host's stream, in time order, read once or followed to the end.
 
 SageMaker writes each host's stdout/stderr to the log group
-``/aws/sagemaker/TrainingJobs``, in a stream named ``<job>/<host>-<epoch>``
+``/aws/sagemaker/TrainingJobs`` (``/aws/sagemaker/ProcessingJobs`` for a processing job), in a stream named ``<job>/<host>-<epoch>``
 (``multitype-minilm-.../algo-1-1733050000``). :class:`LogReader` finds the
 streams (DescribeLogStreams with the ``<job>/`` prefix, paginated), reads each
 one forward with GetLogEvents from where it stopped (``nextForwardToken``; a
@@ -16,11 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from multitype.cloud.aws import aws_errors, client
 from multitype.config import AwsConfig
 from multitype.errors import AwsError
+
+if TYPE_CHECKING:
+    from multitype.cloud.sagemaker.jobs import JobKind
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 STREAM_PAGE = 50  # DescribeLogStreams' maximum page size
@@ -133,7 +136,7 @@ class LogReader:
 def show_logs(aws: AwsConfig, job_name: str, follow: bool = False, poll_seconds: float = 10.0,
               echo: Callable[[str], None] = print, note: Callable[[str], None] | None = None,
               max_seconds: float | None = None, page_size: int | None = None, timestamps: bool = False,
-              kind: Any = None) -> int:
+              kind: "JobKind | None" = None) -> int:
     """Print the job's log lines; with ``follow``, keep polling until the job has ended and its logs are drained.
 
     Parameters
@@ -192,11 +195,13 @@ def show_logs(aws: AwsConfig, job_name: str, follow: bool = False, poll_seconds:
                 note(f"{kind.word} job {job_name} ended {desc.get(status_key)} without log lines in {group}")
             return reader.lines
         if reader.lines == 0 and not told:
-            note(f"waiting for the first log lines of {job_name} ({desc.get('SecondaryStatus', desc.get(status_key))})...")
+            where = desc.get("SecondaryStatus", desc.get(status_key))
+            note(f"waiting for the first log lines of {job_name} ({where})...")
             told = True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AwsError(f"stopped following {job_name} after {max_seconds or jobs.default_wait_seconds(desc):.0f} s: "
+            waited = max_seconds or jobs.default_wait_seconds(desc)
+            raise AwsError(f"stopped following {job_name} after {waited:.0f} s: "
                            f"it is still {desc.get(status_key)}; run 'multitype {kind.command} logs {job_name} "
                            "--follow' again")
         time.sleep(max(min(poll_seconds, remaining), 0.0))

@@ -124,8 +124,8 @@ def raw_input(project: Project, root: str, given: str | None) -> RawInput:
                             f"{root}/data/raw/<file>, or run 'multitype prepare' here once")
         return RawInput(f"{root}/{layout.RAW_DATA}", posixpath.basename(layout.RAW_DATA), True)
     if not location.startswith("s3://"):
-        raise DataError(f"input {location!r} is not on S3, and a Processing job reads only S3: upload it under the root "
-                        f"(e.g. {root}/data/raw/{posixpath.basename(location.rstrip('/')) or 'input'}) and pass that "
+        raise DataError(f"input {location!r} is not on S3, and a Processing job reads only S3: upload it under the "
+                        f"root (e.g. {root}/data/raw/{posixpath.basename(location.rstrip('/')) or 'input'}) and pass that "
                         "URL with --input (or as input: in data_config.yaml)")
     inside = root.rstrip("/") + "/"
     if not location.startswith(inside):
@@ -163,7 +163,8 @@ def build_request(*, name: str, image_uri: str, role_arn: str, root: str, source
     uploaded at the end of the job.
     """
     root = root.rstrip("/")
-    inputs = [_s3_input("code", sourcedir_uri, CODE_DIR), _s3_input("configs", f"{root}/{layout.CONFIGS}/", CONFIGS_DIR),
+    inputs = [_s3_input("code", sourcedir_uri, CODE_DIR),
+              _s3_input("configs", f"{root}/{layout.CONFIGS}/", CONFIGS_DIR),
               _s3_input("raw", raw.uri, RAW_DIR)]
     arguments = ["prepare", "--input-name", raw.name or "."]
     if current and not raw.is_raw_copy:
