@@ -64,6 +64,9 @@ def test_refusals_name_what_is_wrong_and_change_nothing(cli, registered: Project
          "--stage production') or name one (registry:news:<version>)"),
         (("predict", "--model", "registry:news:2", "--input", str(texts)),
          f"news has no version 2 in {index}; it has versions 1-1 ('multitype registry list news' shows them)"),
+        (("export", "onnx", "--model", "registry:news:1"),
+         "registry:news:1: a registered version never changes; export the folder it was registered from and "
+         "register that folder again ('multitype registry add')"),
         (("serve", "--model", "registry:news", "--port", str(free_port())),
          f"news has no production version in {index}; promote one ('multitype registry promote news:<version> "
          "--stage production') or name one (registry:news:<version>)"),

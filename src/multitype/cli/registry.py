@@ -1,4 +1,8 @@
-"""``multitype registry add|list|show|promote|archive``: versioned models with stages (see :mod:`multitype.registry`)."""
+"""``multitype registry add|list|show|promote|archive``: versioned models with stages.
+
+A thin layer over :mod:`multitype.registry`: each command checks its flags, opens the project, calls one
+library function and prints.
+"""
 
 from __future__ import annotations
 
@@ -93,7 +97,8 @@ def list_(
 
 @app.command("show")
 def show(
-    reference: Annotated[str, typer.Argument(metavar="NAME[:VERSION]", help="A name (all its versions) or NAME:VERSION.")],
+    reference: Annotated[str, typer.Argument(metavar="NAME[:VERSION]",
+                                             help="A name (all its versions) or NAME:VERSION.")],
     root: RootOpt = None,
     config_dir: ConfigDirOpt = "configs",
 ) -> None:

@@ -148,8 +148,9 @@ def _metrics(root: Storage, manifest: dict[str, Any], folder_key: str | None,
         facts.warnings.append(f"{root.url(key)} cannot be read: registered without metrics")
         return key, None
     if not isinstance(record, dict) or record.get("run_id") != facts.run_id:
-        facts.warnings.append(f"{root.url(key)} is from another run now ({record.get('run_id') if isinstance(record, dict) else '?'}, "
-                              f"not {facts.run_id}): registered without metrics")
+        other = record.get("run_id") if isinstance(record, dict) else "?"
+        facts.warnings.append(f"{root.url(key)} is from another run now ({other}, not {facts.run_id}): "
+                              "registered without metrics")
         return key, None
     summary = {f: record[f] for f in METRIC_FIELDS if f in record}
     if isinstance(record.get("intervals"), dict):
