@@ -11,9 +11,10 @@ time (its own and its reaped workers') and peak memory (max RSS of it and of its
 largest worker, from ``wait4``) are recorded with the findings of its
 ``audit.json``: pairs found, the search method and its parameters.
 
-* ``baseline_exact_120k``: the named baseline, ``prepare`` as it was at the
-  branch point (``git archive`` of that commit: exact near-duplicate search,
-  one thread) on the 120,000 documents; measured in the same run.
+* ``baseline_exact_120k``: the named baseline, ``prepare`` as it is on ``main``
+  before this change (``git archive`` of ``git merge-base HEAD main``: exact
+  near-duplicate search, one thread) on the 120,000 documents; measured in the
+  same run.
 * ``ours_120k``, ``ours_480k``, ``ours_1m``: ``prepare`` from this tree with the
   default ``leakage.method: auto`` (MinHash LSH at these sizes), all cores.
 * ``recall_120k``: the near-duplicate search alone, in this process, on the
@@ -153,7 +154,7 @@ def recall(texts: list[str], labels: list[str], threshold: float) -> dict[str, A
 
 
 def branch_point_src(tmp: Path) -> tuple[Path, str]:
-    """The ``src`` tree of the commit this branch started from (``git merge-base HEAD main``)."""
+    """The ``src`` tree of ``git merge-base HEAD main`` (main without this branch's changes)."""
     commit = subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"], capture_output=True, text=True,
                             check=True).stdout.strip()
     out = tmp / "baseline"
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_baseline:
             src, baseline_commit = branch_point_src(tmp)
             name = f"baseline_exact_{first // 1000}k"
-            print(f"{name}: prepare at the branch point {baseline_commit[:10]} ...", flush=True)
+            print(f"{name}: prepare at {baseline_commit[:10]} (merge-base with main) ...", flush=True)
             figures[name] = run_prepare(src, sources[first], tmp / f"root_baseline_{first}", configs)
             print(f"  {figures[name]}", flush=True)
         for n in sorted(args.sizes):
@@ -234,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                         "met": rec["recall"] >= TARGET_RECALL and rec["false_pairs"] == 0},
     }
     result = {
-        "benchmark": "multitype prepare on generated documents; named baseline: prepare at the branch point "
-                     "(exact near-duplicate search, one thread)",
+        "benchmark": "multitype prepare on generated documents; named baseline: prepare at the merge-base with "
+                     "main (exact near-duplicate search, one thread)",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run_seconds": round(time.time() - started, 1),
         "command": " ".join(["benchmarks/prepare.py", *(sys.argv[1:] if argv is None else argv)]),
