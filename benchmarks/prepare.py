@@ -7,8 +7,8 @@ leaks so that the audit has something to find: 1% of the documents get a copy
 with one to three words deleted, replaced or repeated (a near-duplicate) and
 0.5% an exact copy. Each size is written as JSON Lines and prepared by the real
 CLI in a child process (``python -m multitype prepare``), whose wall time, CPU
-time (its own and its reaped workers') and peak memory (max RSS of it and of its
-largest worker, from ``wait4``) are recorded with the findings of its
+time (its own and its reaped workers', from ``wait4``) and peak memory (max RSS
+of it and of its largest worker, from GNU ``time``'s ``%M``) are recorded with the findings of its
 ``audit.json``: pairs found, the search method and its parameters.
 
 * ``baseline_exact_120k``: the named baseline, ``prepare`` as it is on ``main``
@@ -103,12 +103,21 @@ def run_prepare(src: Path, source: Path, root: Path, configs: Path) -> dict[str,
     env = {**os.environ, "PYTHONPATH": str(src), "MULTITYPE_PROGRESS_INTERVAL": "30"}
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "multitype", "prepare", "--input", str(source), "--root", str(root),
-                             "--config-dir", str(configs)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-m", "multitype", "prepare", "--input", str(source), "--root", str(root),
+               "--config-dir", str(configs)]
+    # A child forked from this (large) process starts with its RSS counted in ru_maxrss; GNU time forks
+    # prepare from a small process, so its %M is prepare's own peak (and its reaped workers').
+    gnu_time = Path("/usr/bin/time")
+    if gnu_time.exists():
+        command = [str(gnu_time), "-f", "multitype-bench maxrss_kb=%M", *command]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     tail: list[str] = []
+    maxrss_kb = None
     for line in proc.stdout:  # progress lines, shown as they come
+        if line.startswith("multitype-bench maxrss_kb="):
+            maxrss_kb = int(line.split("=", 1)[1])
+            continue
         if not line.startswith(("┃", "│", "┏", "┗", "┡", "└", "┌", "├")):
             print("    " + line.rstrip(), flush=True)
         tail = (tail + [line])[-40:]
@@ -120,7 +129,8 @@ def run_prepare(src: Path, source: Path, root: Path, configs: Path) -> dict[str,
     audit = json.loads((root / "data/processed/audit.json").read_text(encoding="utf-8"))
     near = audit["near_duplicates"]
     return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),  # KiB on Linux
+            "peak_rss_gb": round((maxrss_kb or usage.ru_maxrss) / 2**20, 2),  # KiB on Linux
+            "peak_rss_from": "GNU time %M" if maxrss_kb else "wait4 ru_maxrss (includes this process's RSS at fork)",
             "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
             "records_read": audit["records_read"], "near_duplicate_pairs": near["pairs"],
             "exact_duplicate_groups": audit["exact_duplicates"]["groups"],
