@@ -1,0 +1,83 @@
+"""`multitype tune baseline` on a local root: the results contract, resume, --parallel (real TF-IDF + logreg)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli_process
+
+
+def _args(root: Path, configs: Path, *extra: str) -> list[str]:
+    return ["tune", "baseline", "--root", str(root), "--config-dir", str(configs), *extra]
+
+
+def _rows(root: Path, study: str = "logreg-baseline") -> list[dict[str, str]]:
+    with open(root / "results" / "tuning" / f"{study}.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _manifests(root: Path, command: str) -> list[dict]:
+    return [m for m in (json.loads(p.read_text()) for p in sorted((root / "runs").glob("*/manifest.json")))
+            if m["command"].startswith(command)]
+
+
+def test_a_study_writes_the_contract_files_and_evaluates_the_best_once(tune_project, cli) -> None:
+    root, configs = tune_project
+    result = cli(*_args(root, configs))
+    assert result.exit_code == 0, result.stderr
+    with open(root / "results/tuning/logreg-baseline.csv", encoding="utf-8") as fh:
+        assert fh.readline().strip() == "number,slug,state,value,seconds,params_C,params_ngram_range"
+    rows = _rows(root)
+    assert [r["number"] for r in rows] == ["0", "1", "2"]
+    assert [r["slug"] for r in rows] == ["logreg-t0", "logreg-t1", "logreg-t2"]
+    assert {r["state"] for r in rows} == {"COMPLETE"}
+    assert all(r["params_ngram_range"] in ("[1, 1]", "[1, 2]") and float(r["seconds"]) >= 0 for r in rows)
+
+    doc = json.loads((root / "results/tuning/logreg-baseline.json").read_text())
+    assert set(doc) == {"schema_version", "study", "kind", "backend", "model_name", "metric", "direction", "space",
+                        "fingerprint", "trials", "best", "tuning_job", "intermediate"}
+    assert (doc["kind"], doc["backend"], doc["model_name"], doc["tuning_job"]) == ("baseline", "local", "logreg", None)
+    assert doc["trials"] == {"total": 3, "complete": 3, "pruned": 0, "failed": 0, "running": 0}
+    values = [float(r["value"]) for r in rows]
+    best = doc["best"]
+    assert best["value"] == max(values) and best["number"] == values.index(max(values))
+    assert isinstance(best["params"]["ngram_range"], list)
+
+    # every trial is a run of its own, scored on val; only the best's metrics gain test, once
+    for row in rows:
+        record = json.loads((root / f"results/baseline/{row['slug']}_metrics.json").read_text())
+        assert abs(record["splits"]["val"]["macro_f1"] - float(row["value"])) < 1e-12
+        assert ("test" in record["splits"]) == (row["slug"] == best["slug"])
+        assert (root / f"models/final/{row['slug']}/model.json").is_file()
+    record = json.loads((root / f"results/baseline/{best['slug']}_metrics.json").read_text())
+    assert best["test_metrics"] == {k: record["splits"]["test"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}
+    assert record["split"] == "test" and record["macro_f1"] == best["test_metrics"]["macro_f1"]
+    assert len(_manifests(root, "tune trial")) == 3
+    tests = _manifests(root, "tune test")
+    assert len(tests) == 1 and tests[0]["inputs"]  # the test split is named among its inputs
+    assert all("test_" not in key for m in _manifests(root, "tune trial") for key in m["inputs"])
+
+    # the same command again: nothing to run, nothing re-evaluated
+    again = cli(*_args(root, configs))
+    assert again.exit_code == 0, again.stderr
+    assert "trial 1/3" not in again.stderr and len(_manifests(root, "tune test")) == 1
+    assert _rows(root) == rows
+    # a larger --trials continues the same study
+    more = cli(*_args(root, configs, "--trials", "4"))
+    assert more.exit_code == 0, more.stderr
+    assert [r["number"] for r in _rows(root)] == ["0", "1", "2", "3"] and _rows(root)[:3] == rows
+
+
+@pytest.mark.slow  # three Python processes start (~30 s on 2 busy cores)
+def test_parallel_workers_share_one_study(tune_project) -> None:
+    root, configs = tune_project
+    result = run_cli_process(*_args(root, configs, "--trials", "4", "--parallel", "2"), timeout=300)
+    assert result.exit_code == 0, result.stderr
+    rows = _rows(root)
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"] and {r["state"] for r in rows} == {"COMPLETE"}
+    assert "[worker 0] trial" in result.stderr and "[worker 1] trial" in result.stderr
+    assert len(_manifests(root, "tune trial")) == 4 and len(_manifests(root, "tune test")) == 1
