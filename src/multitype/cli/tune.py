@@ -74,7 +74,7 @@ def _run(kind: str, model_name: str | None, study: str | None, trials: int | Non
             raise typer.Exit(1)
         return
     test = best.get("test_metrics") or {}
-    say(f"best: trial {best['number'] + 1} ({best['slug']}) val {summary['metric']} {best['value']:.4f}"
+    say(f"best: {best['slug']}: val {summary['metric']} {best['value']:.4f}"
         + (f", test {summary['metric']} {test[summary['metric']]:.4f}" if summary["metric"] in test else "")
         + f"; params {best['params']}")
     if apply:

@@ -135,8 +135,7 @@ class _Loop:
         for number in resume:
             frozen = self.study.get_trials(deepcopy=False)[number]
             self._check_stop()
-            self.say(f"continuing trial {number} ({frozen.user_attrs.get('slug', '')}), left running by an "
-                     "earlier tune")
+            self.say(f"continuing trial {frozen.user_attrs.get('slug', number)}, left running by an earlier tune")
             self._trial(optuna.trial.Trial(self.study, frozen._trial_id), resume=True)
         while True:
             self._check_stop()
@@ -175,8 +174,9 @@ class _Loop:
         slug = table.trial_slug(request.model_name, trial.number)
         trial.set_user_attr("slug", slug)
         trial.set_user_attr("params", params)
+        self._publish()  # the table shows it RUNNING; on S3 a killed tune leaves it to be continued
         shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-        self.say(f"trial {trial.number + 1}/{request.trials} ({slug}): {shown}")
+        self.say(f"trial {slug} ({trial.number + 1} of {request.trials}): {shown}")
         before = float(trial.storage.get_trial(trial._trial_id).user_attrs.get("seconds") or 0.0)
         start = time.perf_counter()
 
@@ -210,7 +210,7 @@ class _Loop:
             trial.set_user_attr("seconds", seconds())
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.say(f"trial {trial.number + 1} FAILED: {type(exc).__name__}: {exc}")
+            self.say(f"trial {slug} FAILED: {type(exc).__name__}: {exc}")
             traceback.print_exc(file=sys.stderr)
             self._publish()
             return
@@ -222,9 +222,9 @@ class _Loop:
             self.study.tell(trial, outcome.value)
             state = "COMPLETE"
         best = table.best_trial(self.study)
-        best_text = f"; best so far: trial {best.number + 1}, {best.value:.4f}" if best is not None else ""
+        best_text = f"; best so far: {best.user_attrs.get('slug')}, {best.value:.4f}" if best is not None else ""
         value = f"val {tune_cfg.metric} {outcome.value:.4f}" if outcome.value is not None else "no value"
-        self.say(f"trial {trial.number + 1} {state}: {value} in {seconds():.0f}s{best_text}")
+        self.say(f"trial {slug} {state}: {value} in {seconds():.0f}s{best_text}")
         self._publish()
 
     def _publish(self) -> None:
@@ -270,7 +270,7 @@ class _Loop:
         done = self.study.user_attrs.get(_TEST_ATTR)
         if best is not None and not (done and done["number"] == best.number):
             slug = best.user_attrs.get("slug", table.trial_slug(self.request.model_name, best.number))
-            self.say(f"best trial {best.number + 1} ({slug}): evaluating its model on test, once")
+            self.say(f"best trial {slug}: evaluating its model on test, once")
             metrics = objective.evaluate_on_test(self.project, self.request.kind, slug, self.request.study)
             self.study.set_user_attr(_TEST_ATTR, {"number": best.number, "test_metrics": metrics})
         self._publish()
