@@ -81,3 +81,33 @@ def test_parallel_workers_share_one_study(tune_project) -> None:
     assert [r["number"] for r in rows] == ["0", "1", "2", "3"] and {r["state"] for r in rows} == {"COMPLETE"}
     assert "[worker 0] trial" in result.stderr and "[worker 1] trial" in result.stderr
     assert len(_manifests(root, "tune trial")) == 4 and len(_manifests(root, "tune test")) == 1
+
+
+def test_timeout_starts_no_new_trial_once_reached(tune_project, cli) -> None:
+    root, configs = tune_project
+    result = cli(*_args(root, configs, "--trials", "10", "--timeout", "1s"))
+    assert result.exit_code == 0, result.stderr
+    assert "--timeout reached" in result.stderr
+    assert 1 <= len(_rows(root)) < 10 and {r["state"] for r in _rows(root)} == {"COMPLETE"}
+
+
+def test_apply_hands_the_best_params_to_apply_best(tune_project, cli, monkeypatch) -> None:
+    """--apply calls multitype.tuning.apply.apply_best with the contract's arguments (a stand-in module here)."""
+    import sys
+    import types
+
+    calls = []
+    module = types.ModuleType("multitype.tuning.apply")
+
+    def apply_best(config_dir: str, kind: str, model_name: str, params: dict, storage_options=None) -> list[str]:
+        calls.append((config_dir, kind, model_name, params, storage_options))
+        return [f"models.{model_name}.C: 1.0 -> {params['C']}"]
+
+    module.apply_best = apply_best  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "multitype.tuning.apply", module)
+    root, configs = tune_project
+    result = cli(*_args(root, configs, "--trials", "2", "--apply"))
+    assert result.exit_code == 0, result.stderr
+    best = json.loads((root / "results/tuning/logreg-baseline.json").read_text())["best"]
+    assert calls == [(str(configs), "baseline", "logreg", best["params"], {})]
+    assert f"applied: models.logreg.C: 1.0 -> {best['params']['C']}" in result.stderr
