@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import signal
 import subprocess
 import sys
 import time
@@ -250,7 +251,7 @@ class _Loop:
             extra = ["--worker", str(i), "--journal-dir", str(self.store.local)]
             if mine:
                 extra += ["--resume-trials", ",".join(map(str, mine))]
-            self.children.append(subprocess.Popen([*argv, *extra]))
+            self.children.append(subprocess.Popen([*argv, *extra], preexec_fn=_end_with_parent))
         self.say(f"{request.parallel} worker processes share study '{request.study}'")
         codes = [child.wait() for child in self.children]
         self.study = open_study(self.store, self.tune_cfg, request.kind, request.model_name,
@@ -279,6 +280,14 @@ class _Loop:
         metrics = done["test_metrics"] if done and best is not None and done["number"] == best.number else None
         return table.write_results(self.project.outputs.results, self.study, self.tune_cfg, self.request.kind,
                                    self.request.model_name, metrics)
+
+
+def _end_with_parent() -> None:
+    """In a worker (Linux): SIGTERM when the parent dies, even by SIGKILL, so it checkpoints and stops too."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _short(value: Any) -> str:
