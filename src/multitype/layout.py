@@ -119,13 +119,7 @@ ONNX_DIR = "onnx"
 ONNX_AGREEMENT = f"{ONNX_DIR}/agreement.json"
 
 
-TUNING = "results/tuning"
 TUNE_RUNS = f"{RUNS}/tune"
-
-
-def tuning_table(study: str, ext: str = "csv") -> str:
-    """``results/tuning/<study>.csv`` (one row per trial) or ``.json`` (the summary)."""
-    return f"{TUNING}/{study}.{ext}"
 
 
 def tune_study(study: str, name: str = "") -> str:

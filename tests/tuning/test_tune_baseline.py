@@ -111,3 +111,16 @@ def test_apply_hands_the_best_params_to_apply_best(tune_project, cli, monkeypatc
     best = json.loads((root / "results/tuning/logreg-baseline.json").read_text())["best"]
     assert calls == [(str(configs), "baseline", "logreg", best["params"], {})]
     assert f"applied: models.logreg.C: 1.0 -> {best['params']['C']}" in result.stderr
+
+
+def test_apply_writes_the_best_params_into_models_baseline_yaml(tune_project, cli) -> None:
+    import yaml
+
+    root, configs = tune_project
+    result = cli(*_args(root, configs, "--trials", "2", "--apply"))
+    assert result.exit_code == 0, result.stderr
+    best = json.loads((root / "results/tuning/logreg-baseline.json").read_text())["best"]
+    written = yaml.safe_load((configs / "models_baseline.yaml").read_text())
+    assert written["models"]["logreg"]["C"] == best["params"]["C"]
+    assert written["tfidf"]["ngram_range"] == best["params"]["ngram_range"]
+    assert "applied: models.logreg.C:" in result.stderr

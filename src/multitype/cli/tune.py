@@ -67,7 +67,7 @@ def _run(kind: str, model_name: str | None, study: str | None, trials: int | Non
     counts = summary["trials"]
     say(f"study '{request.study}': {counts['complete']} complete, {counts['pruned']} pruned, "
         f"{counts['failed']} failed of {counts['total']}; table: "
-        f"{proj.outputs.results.url(layout.tuning_table(request.study))}")
+        f"{proj.outputs.results.url(layout.tuning_csv(request.study))}")
     if best is None:
         say("no trial completed" + (": see the errors above" if counts["failed"] else ""))
         if counts["failed"]:

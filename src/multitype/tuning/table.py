@@ -62,7 +62,7 @@ def write_csv(storage: Storage, study_name: str, table: list[dict[str, Any]], tu
     writer.writeheader()
     for row in table:
         writer.writerow({key: _cell(row.get(key)) for key in columns})
-    key = layout.tuning_table(study_name, "csv")
+    key = layout.tuning_csv(study_name)
     storage.write_text(key, buf.getvalue())
     return key
 
@@ -103,5 +103,5 @@ def write_results(storage: Storage, study: Any, tune: TuneConfig, kind: str, mod
     table = rows(study, tune, model_name)
     write_csv(storage, study.study_name, table, tune)
     doc = summary(study, tune, kind, model_name, table, test_metrics)
-    storage.write_json(layout.tuning_table(study.study_name, "json"), doc)
+    storage.write_json(layout.tuning_summary(study.study_name), doc)
     return doc
