@@ -56,6 +56,11 @@ def test_a_study_writes_the_contract_files_and_evaluates_the_best_once(tune_proj
     record = json.loads((root / f"results/baseline/{best['slug']}_metrics.json").read_text())
     assert best["test_metrics"] == {k: record["splits"]["test"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}
     assert record["split"] == "test" and record["macro_f1"] == best["test_metrics"]["macro_f1"]
+    assert record["model"] == best["slug"] and record["tuning"] == {"study": "logreg-baseline",
+                                                                     "trial": best["number"]}
+    # the val-only trials are no test results: the summary holds the tested best alone
+    with open(root / "results/baseline/baseline_summary.csv", newline="", encoding="utf-8") as fh:
+        assert [r["model"] for r in csv.DictReader(fh)] == [best["slug"]]
     assert len(_manifests(root, "tune trial")) == 3
     tests = _manifests(root, "tune test")
     assert len(tests) == 1 and tests[0]["inputs"]  # the test split is named among its inputs
@@ -124,3 +129,16 @@ def test_apply_writes_the_best_params_into_models_baseline_yaml(tune_project, cl
     assert written["models"]["logreg"]["C"] == best["params"]["C"]
     assert written["tfidf"]["ngram_range"] == best["params"]["ngram_range"]
     assert "applied: models.logreg.C:" in result.stderr
+
+
+def test_the_report_compares_the_tested_best_trial_not_the_others(tune_project, cli) -> None:
+    root, configs = tune_project
+    assert cli(*_args(root, configs)).exit_code == 0
+    assert cli("train", "baseline", "--models", "logreg", "--root", root, "--config-dir", configs).exit_code == 0
+    best = json.loads((root / "results/tuning/logreg-baseline.json").read_text())["best"]["slug"]
+    result = cli("report", "--root", root, "--config-dir", configs)
+    assert result.exit_code == 0, result.stderr
+    report = (root / "results/report.md").read_text()
+    table = [line for line in report.splitlines() if line.startswith("| `")]
+    rows = {line.split("|")[1].strip() for line in table if "| baseline |" in line}
+    assert rows == {"`logreg`", f"`{best}`"}

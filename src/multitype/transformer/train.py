@@ -157,6 +157,7 @@ class Run:
     # a tuning trial: called with (epoch, val metric) after each epoch, True stops the run as pruned
     on_epoch: EpochHook | None = None
     evaluate_test: bool = True
+    record_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
@@ -171,7 +172,7 @@ class Run:
 
 def train_transformer(project: Project, params: TransformerParams, resume: str = "auto",
                       gpus: str | None = None, *, slug: str | None = None, on_epoch: EpochHook | None = None,
-                      evaluate_test: bool = True) -> dict[str, Any]:
+                      evaluate_test: bool = True, record_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune ``params.model_name`` on the processed splits and return the metrics record.
 
     Parameters
@@ -194,6 +195,8 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
         and the metrics and manifest say ``"pruned": true``.
     evaluate_test : bool, default=True
         False: the final evaluation reads val only (tuning trials never touch test).
+    record_extra : dict, optional
+        More fields for the metrics record and the manifest (a tuning trial's ``tuning``).
 
     Returns
     -------
@@ -211,7 +214,7 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     """
     if resume not in ("auto", "never"):
         raise ModelError(f"--resume must be 'auto' or 'never', got {resume!r}")
-    if gpus is not None and (slug or on_epoch or not evaluate_test):
+    if gpus is not None and (slug or on_epoch or record_extra or not evaluate_test):
         raise ModelError("a tuning trial trains in one process; --gpus is not available here")
     if gpus is not None:
         relaunched = launch.maybe_relaunch(project, params, resume, gpus)
@@ -222,7 +225,7 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     try:
         with interrupts.stop_on_signals():  # a SIGTERM while loading is answered at the first step
             run = _setup(project, params, resume, rt, slug)
-            run.on_epoch, run.evaluate_test = on_epoch, evaluate_test
+            run.on_epoch, run.evaluate_test, run.record_extra = on_epoch, evaluate_test, dict(record_extra or {})
             try:
                 _start_loop(run)
                 try:
@@ -610,14 +613,14 @@ def _finish(run: Run) -> dict[str, Any]:
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")
     record = metrics_record(
-        params.model_name, "transformer", run.label_names, splits, project.run_id, state.train_seconds, speed,
+        run.slug if run.slug_override else params.model_name, "transformer", run.label_names, splits, project.run_id, state.train_seconds, speed,
         slug=slug, train_samples_per_s=round(run.throughput, 2),
         peak_memory_mb=round(runtime.peak_memory_mb(rt.device), 1),
         num_parameters=sum(p.numel() for p in run.model.parameters()), precision=run.precision,
         device=rt.describe(), world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
         train_samples=state.samples_seen, best_epoch=state.best_epoch, seed=run.seed, history=state.history,
         params=params.model_dump(mode="json"), **(uncertainty if "test" in splits else {}),
-        **({"pruned": state.pruned} if run.on_epoch is not None else {}),
+        **({"pruned": state.pruned} if run.on_epoch is not None else {}), **run.record_extra,
     )
     if rt.is_main:
         place = project.outputs.final_model(slug)
@@ -629,6 +632,7 @@ def _finish(run: Run) -> dict[str, Any]:
                                        "model_identity": run.identity.identity,
                                        "model_revision": run.identity.revision, "lineage": state.lineage,
                                        **({"pruned": state.pruned} if run.on_epoch is not None else {}),
+                                       **run.record_extra,
                                        **_tracking_fields(run.tracker)},
                                 output_hashes=hashes)
         _track_finish(run, record, place)

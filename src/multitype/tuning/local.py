@@ -180,6 +180,7 @@ class _Loop:
         self.say(f"trial {slug} ({trial.number + 1} of {request.trials}): {shown}")
         before = float(trial.storage.get_trial(trial._trial_id).user_attrs.get("seconds") or 0.0)
         start = time.perf_counter()
+        tag = objective.trial_tag(request.study, trial.number)
 
         def report(epoch: int, value: float | None) -> bool:
             if value is None:
@@ -193,9 +194,10 @@ class _Loop:
         try:
             if request.kind == "transformer":
                 outcome = objective.transformer_trial(self.project, request.model_name, params, tune_cfg.metric,
-                                                      slug, report, resume)
+                                                      slug, report, resume, tag)
             else:
-                outcome = objective.baseline_trial(self.project, request.model_name, params, tune_cfg.metric, slug)
+                outcome = objective.baseline_trial(self.project, request.model_name, params, tune_cfg.metric, slug,
+                                                   tag)
         except Interrupted:
             trial.set_user_attr("seconds", seconds())
             self._publish()

@@ -50,14 +50,19 @@ def check_val_split(project: Project) -> None:
 
 
 # -- transformer ------------------------------------------------------------------------------------------
+def trial_tag(study: str, number: int) -> dict[str, Any]:
+    """What marks a metrics record as a tuning trial (the report and summaries skip it until tested)."""
+    return {"tuning": {"study": study, "trial": number}}
+
+
 def transformer_trial(project: Project, model_name: str, params: dict[str, Any], metric: str, slug: str,
-                      report: Report, resume: bool) -> Outcome:
+                      report: Report, resume: bool, tag: dict[str, Any]) -> Outcome:
     """Fine-tune with defaults + models[model_name] + ``params``; val only; ``report`` after each epoch."""
     from multitype.transformer.train import train_transformer
 
     resolved = project.configs.transformer.params_for(model_name, _source=f"trial {slug}", metric=metric, **params)
     record = train_transformer(trial_project(project, slug), resolved, resume="auto" if resume else "never",
-                               slug=slug, on_epoch=report, evaluate_test=False)
+                               slug=slug, on_epoch=report, evaluate_test=False, record_extra=tag)
     return Outcome(record["splits"]["val"][metric], bool(record.get("pruned")), record)
 
 
@@ -75,7 +80,8 @@ def baseline_config(config: BaselineConfig, model_name: str, params: dict[str, A
     return BaselineConfig.model_validate(data)
 
 
-def baseline_trial(project: Project, model_name: str, params: dict[str, Any], metric: str, slug: str) -> Outcome:
+def baseline_trial(project: Project, model_name: str, params: dict[str, Any], metric: str, slug: str,
+                   tag: dict[str, Any]) -> Outcome:
     """TF-IDF + ``model_name`` with the trial's values, fit on train, scored on val; saved as ``<slug>``."""
     from multitype.baselines import build_classifier, build_vectorizer
     from multitype.tfidf import TfidfFallbackWarning
@@ -101,9 +107,10 @@ def baseline_trial(project: Project, model_name: str, params: dict[str, Any], me
     speed = len(val_texts) / max(time.perf_counter() - start, 1e-9)
     used = {"tfidf": config.tfidf.model_dump(mode="json"),
             "classifier": getattr(config.models, model_name).model_dump(mode="json")}
-    record = metrics_record(model_name, "baseline", labels, {"val": classification_metrics(y_val, predicted, labels)},
+    record = metrics_record(slug, "baseline", labels, {"val": classification_metrics(y_val, predicted, labels)},
                             run.run_id, training_seconds=seconds, inference_samples_per_s=speed, slug=slug,
-                            train_samples=len(train_texts), params=used, tuning_params=params)
+                            train_samples=len(train_texts), params=used, tuning_params=params,
+                            base_model=model_name, **tag)
     _save_baseline(run, slug, pipeline, labels, record)
     return Outcome(record["splits"]["val"][metric], False, record)
 
@@ -124,7 +131,8 @@ def _save_baseline(run: Project, slug: str, pipeline: Any, labels: list[str], re
     summary = write_summary(results, "baseline")
     inputs = [layout.LABELS, layout.processed_split("train", len(labels)), layout.processed_split("val", len(labels))]
     write_manifest(run, inputs=inputs, outputs=[layout.baseline_metrics(slug), *([summary] if summary else [])],
-                   output_hashes=hashes, extra={"models": [slug], "pruned": False}, storage=results)
+                   output_hashes=hashes, extra={"models": [slug], "pruned": False, "tuning": record["tuning"]},
+                   storage=results)
 
 
 # -- the best trial, once, on test -------------------------------------------------------------------------
