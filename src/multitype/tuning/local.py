@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,16 +100,20 @@ def tune(project: Project, request: Request, say: Say, pruner: Any = None) -> di
     check_model(project, request.kind, request.model_name)
     objective.check_val_split(project)
     store = open_store(project.storage, request.study, request.journal_dir)
-    study = open_study(store, tune_cfg, request.kind, request.model_name, project.configs.project.seed, pruner)
-    loop = _Loop(project, request, tune_cfg, store, study, say)
-    with interrupts.stop_on_signals(loop.forward):
-        if request.parallel > 1 and request.worker is None:
-            loop.run_workers()
-        else:
-            loop.run()
-    if request.worker is not None:
-        return None
-    return loop.finish()
+    try:
+        study = open_study(store, tune_cfg, request.kind, request.model_name, project.configs.project.seed, pruner)
+        loop = _Loop(project, request, tune_cfg, store, study, say)
+        with interrupts.stop_on_signals(loop.forward):
+            if request.parallel > 1 and request.worker is None:
+                loop.run_workers()
+            else:
+                loop.run()
+        if request.worker is not None:
+            return None
+        return loop.finish()
+    finally:
+        if store.remote and request.journal_dir is None:  # the journal's local copy (pushed after each trial)
+            shutil.rmtree(store.local, ignore_errors=True)
 
 
 class _Loop:

@@ -60,6 +60,12 @@ def transformer_trial(project: Project, model_name: str, params: dict[str, Any],
     """Fine-tune with defaults + models[model_name] + ``params``; val only; ``report`` after each epoch."""
     from multitype.transformer.train import train_transformer
 
+    key = layout.transformer_metrics(slug)
+    if resume and project.outputs.results.exists(key):
+        # killed after the run wrote its metrics, before the study heard of it: its result stands
+        done = project.outputs.results.read_json(key)
+        if done.get("tuning") == tag.get("tuning"):
+            return Outcome(done["splits"]["val"][metric], bool(done.get("pruned")), done)
     resolved = project.configs.transformer.params_for(model_name, _source=f"trial {slug}", metric=metric, **params)
     record = train_transformer(trial_project(project, slug), resolved, resume="auto" if resume else "never",
                                slug=slug, on_epoch=report, evaluate_test=False, record_extra=tag)
