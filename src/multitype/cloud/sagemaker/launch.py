@@ -177,10 +177,18 @@ def remote_root(project: Project, given: str | None, what: str = "the job") -> s
 
 def _image(opts: LaunchOptions, region: str, instance_type: str, configured: str | None,
            echo: Callable[[str], None]) -> catalog.TrainingImage:
+    return training_image(opts.image_uri, region, instance_type, configured, echo)
+
+
+def training_image(given: str | None, region: str, instance_type: str, configured: str | None,
+                   echo: Callable[[str], None]) -> catalog.TrainingImage:
+    """The job's image: ``given`` (--image-uri), else ``configured`` (aws.sagemaker.image_uri), else the AWS
+    PyTorch training image for ``instance_type`` from the catalog; its torch checked against ours (a warning
+    when unknown)."""
     from multitype.cloud.sagemaker.sourcedir import torch_specifier
 
     specifier = torch_specifier()
-    uri = opts.image_uri or configured
+    uri = given or configured
     image = catalog.image_from_uri(uri) if uri else catalog.pytorch_training_image(region, instance_type, specifier)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", catalog.UnknownTorchWarning)
