@@ -109,3 +109,33 @@ def test_a_pruned_trial_stops_early_and_is_recorded_as_pruned(tune_project) -> N
     assert (root / "models/final/minilm-t1/model.safetensors").is_file()  # the run ended cleanly
     assert any("trial minilm-t1 PRUNED" in line for line in lines)
     assert summary["best"]["slug"] == "minilm-t0" and summary["best"]["test_metrics"] is not None
+
+
+@pytest.mark.slow  # one trial of the real MiniLM over two processes (~40 s on 2 busy cores)
+def test_sigterm_checkpoints_the_trial_and_exits_143(tune_project) -> None:
+    root, configs = tune_project
+    proc = subprocess.Popen([sys.executable, "-m", "multitype", "tune", "transformer", "--trials", "1",
+                             "--root", str(root), "--config-dir", str(configs)],
+                            env={**os.environ, **SUBPROCESS_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    step = root / "models/checkpoints/minilm-t0-step2/_COMPLETE"
+    deadline = time.monotonic() + 240
+    while not step.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "trial 0 never saved a checkpoint"
+        time.sleep(0.05)
+    proc.terminate()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "checkpoint saved" in err
+    row = _rows(root)[0]
+    assert (row["slug"], row["state"]) == ("minilm-t0", "RUNNING") and float(row["seconds"]) > 0
+    assert not (root / "results/transformer/minilm-t0_metrics.json").exists()
+
+    again = _tune(root, configs)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert "continuing trial minilm-t0" in err and "resuming from" in err
+    rows = _rows(root)
+    assert [(r["slug"], r["state"]) for r in rows] == [("minilm-t0", "COMPLETE")]
+    assert float(rows[0]["seconds"]) > float(row["seconds"])  # both processes' time
