@@ -31,9 +31,9 @@ def _manifests(root: Path, command: str) -> list[dict]:
             if m["command"].startswith(command)]
 
 
-def _tune(root: Path, configs: Path) -> subprocess.Popen[str]:
+def _tune(root: Path, configs: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "multitype", "tune", "transformer", "--model-name", "minilm",
-                             "--root", str(root), "--config-dir", str(configs)],
+                             "--root", str(root), "--config-dir", str(configs), *extra],
                             env={**os.environ, **SUBPROCESS_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
 
@@ -114,10 +114,7 @@ def test_a_pruned_trial_stops_early_and_is_recorded_as_pruned(tune_project) -> N
 @pytest.mark.slow  # one trial of the real MiniLM over two processes (~40 s on 2 busy cores)
 def test_sigterm_checkpoints_the_trial_and_exits_143(tune_project) -> None:
     root, configs = tune_project
-    proc = subprocess.Popen([sys.executable, "-m", "multitype", "tune", "transformer", "--trials", "1",
-                             "--root", str(root), "--config-dir", str(configs)],
-                            env={**os.environ, **SUBPROCESS_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = _tune(root, configs, "--trials", "1")
     step = root / "models/checkpoints/minilm-t0-step2/_COMPLETE"
     deadline = time.monotonic() + 240
     while not step.exists():
@@ -132,7 +129,7 @@ def test_sigterm_checkpoints_the_trial_and_exits_143(tune_project) -> None:
     assert (row["slug"], row["state"]) == ("minilm-t0", "RUNNING") and float(row["seconds"]) > 0
     assert not (root / "results/transformer/minilm-t0_metrics.json").exists()
 
-    again = _tune(root, configs)
+    again = _tune(root, configs, "--trials", "1")
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert "continuing trial minilm-t0" in err and "resuming from" in err
