@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 import signal
 import subprocess
@@ -253,12 +254,15 @@ class _Loop:
                 "--config-dir", request.config_dir]
         if request.timeout_s is not None:
             argv += ["--timeout", f"{max(request.timeout_s - (time.monotonic() - self.started), 1):.0f}s"]
+        # K trainers share the cores instead of each starting a thread per core
+        threads = str(max(1, (os.cpu_count() or 1) // request.parallel))
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **os.environ}
         for i in range(request.parallel):
             mine = stale[i::request.parallel]
             extra = ["--worker", str(i), "--journal-dir", str(self.store.local)]
             if mine:
                 extra += ["--resume-trials", ",".join(map(str, mine))]
-            self.children.append(subprocess.Popen([*argv, *extra], preexec_fn=_end_with_parent))
+            self.children.append(subprocess.Popen([*argv, *extra], env=env, preexec_fn=_end_with_parent))
         self.say(f"{request.parallel} worker processes share study '{request.study}'")
         codes = [child.wait() for child in self.children]
         self.study = open_study(self.store, self.tune_cfg, request.kind, request.model_name,
