@@ -116,6 +116,14 @@ REASONS: dict[str, str] = {
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls the Deep Learning Container image with the role",
     "sagemaker:StopTrainingJob": "sagemaker stop (moto implements no StopTrainingJob, so no offline flow makes it)",
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
+    "sagemaker:CreateHyperParameterTuningJob": "sagemaker tune (tests/cloud/test_sagemaker_tune_launch.py sends it "
+                                               "to moto; the recorded flows do not tune)",
+    "sagemaker:DescribeHyperParameterTuningJob": "sagemaker tune status|stop|collect (tests/cloud/"
+                                                 "test_sagemaker_tune_jobs.py)",
+    "sagemaker:ListTrainingJobsForHyperParameterTuningJob": "sagemaker tune status|collect (moto lacks it: "
+                                                            "answered at our client in test_sagemaker_tune_jobs.py)",
+    "sagemaker:StopHyperParameterTuningJob": "sagemaker tune stop (moto lacks it: answered at our client in "
+                                             "test_sagemaker_tune_jobs.py)",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
     "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources",
     "iam:CreateServiceLinkedRole": "the first Auto Scaling group of an account creates AWSServiceRoleForAutoScaling "
@@ -329,6 +337,7 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
     """The policy of the user (or CI) that runs multitype commands from a laptop."""
     bucket = f"arn:aws:s3:::{scope.bucket}"
     jobs = f"arn:aws:sagemaker:{scope.region}:{scope.account}:training-job/{JOB_PREFIX}*"
+    tuning = f"arn:aws:sagemaker:{scope.region}:{scope.account}:hyper-parameter-tuning-job/{JOB_PREFIX}*"
     hosting = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
                for kind in ("model", "endpoint-config", "endpoint")]
     tagged = {"StringEquals": {f"aws:RequestTag/{PROJECT_TAG}": scope.project}}
@@ -340,6 +349,12 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
         _statement("LaunchTrainingJobs", ["sagemaker:AddTags", "sagemaker:CreateTrainingJob"], [jobs], tagged),
         _statement("ManageTrainingJobs", ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"], [jobs]),
         _statement("ListTrainingJobs", ["sagemaker:ListTrainingJobs"], "*"),
+        # sagemaker tune: tuning jobs named multitype-* (their trials are multitype-*-NNN-id, covered above)
+        _statement("LaunchTuningJobs", ["sagemaker:AddTags", "sagemaker:CreateHyperParameterTuningJob"], [tuning],
+                   tagged),
+        _statement("ManageTuningJobs", ["sagemaker:DescribeHyperParameterTuningJob",
+                                        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                                        "sagemaker:StopHyperParameterTuningJob"], [tuning]),
         # sagemaker deploy/undeploy/invoke/endpoints: models, endpoint configs and endpoints named multitype-*
         _statement("DeployEndpoints", ["sagemaker:AddTags", "sagemaker:CreateEndpoint",
                                        "sagemaker:CreateEndpointConfig", "sagemaker:CreateModel"], hosting, tagged),
