@@ -604,7 +604,7 @@ def _finish(run: Run) -> dict[str, Any]:
         for name in ("accuracy", "macro_f1"):
             metric(f"test_{name}" if "test" in splits else f"val_{name}", record[name])
         metric("train_samples_per_s", run.throughput)
-        run.say(f"{params.model_name}: test accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f} "
+        run.say(f"{params.model_name}: {record['split']} accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f} "
                 f"(best epoch {state.best_epoch}); model in {place.url()}")
     rt.barrier()
     return record
