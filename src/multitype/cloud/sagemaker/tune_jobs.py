@@ -261,14 +261,14 @@ def evaluate_on_test(local: Storage, model_dir: Path) -> dict[str, Any]:
     DataError
         No processed test split, or the model's labels are not the root's.
     """
-    from multitype.data.dataset import load_split
+    from multitype.data.dataset import load_labels, load_split
     from multitype.evaluate import classification_metrics
     from multitype.predictor import load_predictor
 
     if not local.exists(layout.LABELS):
         raise DataError(f"{local.url(layout.LABELS)} is missing: the best model is evaluated on this root's test "
                         "split; run 'multitype prepare' (or 'multitype sync pull') first")
-    labels = local.read_json(layout.LABELS)
+    labels = load_labels(local)
     predictor = load_predictor(model_dir, device="cpu")
     if list(predictor.labels) != list(labels):
         raise DataError(f"the best model's labels {list(predictor.labels)} are not {local.url(layout.LABELS)}'s "
