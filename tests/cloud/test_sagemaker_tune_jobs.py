@@ -278,3 +278,20 @@ def test_best_row_follows_the_direction() -> None:
     assert tune_jobs.best_row(table, "minimize")["number"] == 0  # a pruned trial is never the best
     assert tune_jobs.best_row([], "maximize") is None
     assert tune.objective_metric("accuracy") == "val_accuracy"
+
+
+def test_wait_polls_until_the_tuning_job_ends(study: Study) -> None:
+    answers = iter(["InProgress", "InProgress", "Completed"])
+    lines: list[str] = []
+    sleeps: list[float] = []
+
+    def edit(parsed: dict[str, Any], **_: Any) -> None:
+        if "HyperParameterTuningJobStatus" in parsed:
+            parsed["HyperParameterTuningJobStatus"] = next(answers)
+
+    with hook("sagemaker", "after-call.sagemaker.DescribeHyperParameterTuningJob", edit):
+        final = tune_jobs.wait(AwsConfig(), study.name, poll_seconds=7, echo=lines.append, sleep=sleeps.append)
+    assert final == "Completed" and sleeps == [7, 7]
+    assert [line.split(":")[0] for line in lines] == ["InProgress", "Completed"]  # a line per change only
+    with _tuning_status("InProgress"), pytest.raises(Exception, match="is still InProgress after 0 s; it goes on"):
+        tune_jobs.wait(AwsConfig(), study.name, max_seconds=0, echo=lines.append, sleep=sleeps.append)

@@ -23,6 +23,13 @@
 5. ``<root>/runs/sagemaker/<job>/result.json`` last (host 0 only), what
    ``multitype sagemaker collect`` reads.
 
+A trial of a ``multitype sagemaker tune`` job (static hyperparameter
+``tuning-job``) also takes the searched values under their ``tune.space`` names
+(:data:`TUNED`), reads no test data (an empty test split: it evaluates on val
+alone, so its last ``METRIC val_<metric>`` line is the tuning objective), keeps
+its checkpoints in ``<checkpoints>/<its job name>/`` and writes its results
+under :func:`trial_root`.
+
 Exit codes: 0 done; 2 bad input (one ``error: ...`` line, also written to
 ``<base>/output/failure``, SageMaker's ``FailureReason``); 143 after SIGTERM
 with a checkpoint saved (spot interruption: the restarted job resumes); 1 a bug.
