@@ -19,6 +19,8 @@ TRANSFORMER_SUMMARY = "results/transformer/transformer_summary.csv"
 REPORT = "results/report.md"
 REPORT_HTML = "results/report.html"
 ERRORS = "results/errors"
+# `multitype tune` / `sagemaker tune`: <study>.csv (one row per trial) and <study>.json (the summary)
+TUNING = "results/tuning"
 CHECKPOINTS = "models/checkpoints"
 FIGURES_DATA = "figures/data"
 FIGURES_RESULTS = "figures/results"
@@ -60,6 +62,16 @@ def transformer_metrics(slug: str) -> str:
 def errors_csv(model: str) -> str:
     """``results/errors/<model-slug>.csv``: a model's misclassified test texts."""
     return f"{ERRORS}/{model_slug(model)}.csv"
+
+
+def tuning_csv(study: str) -> str:
+    """``results/tuning/<study>.csv``: one row per trial of a study."""
+    return f"{TUNING}/{study}.csv"
+
+
+def tuning_summary(study: str) -> str:
+    """``results/tuning/<study>.json``: the study's space, counts, best trial and its test metrics."""
+    return f"{TUNING}/{study}.json"
 
 
 def checkpoint(slug: str, tag: str, folder: str = CHECKPOINTS) -> str:
