@@ -218,7 +218,7 @@ def test_collect_writes_the_study_and_the_best_model_tested_once(study: Study, c
     best = study.jobs[2]
     Storage(study.remote).write_bytes(f"models/sagemaker/{best}/output/model.tar.gz", _model_tar())
     with study.list_answer():
-        res = cli("sagemaker", "tune", "collect", study.name, *study.args())
+        res = cli("sagemaker", "tune", "collect", study.name, "--apply", *study.args())
     assert res.exit_code == 0, res.stderr
 
     rows = list(csv.reader((study.root / "results" / "tuning" / "minilm-sm.csv").open()))
@@ -260,6 +260,17 @@ def test_collect_writes_the_study_and_the_best_model_tested_once(study: Study, c
     assert test_metrics == {"accuracy": want["accuracy"], "macro_f1": want["macro_f1"],
                             "weighted_f1": want["weighted_f1"], "num_samples": len(texts)}
     assert f"best trial 2 ({best}): val macro_f1 0.8300" in res.stderr
+    # the report's reader of the tuning contract takes both files as they are
+    from multitype.tuning.report_section import load_study
+
+    loaded = load_study(Storage(str(study.root)), "minilm-sm")
+    assert loaded.summary.backend == "sagemaker" and loaded.summary.tuning_job == study.name
+    assert [t.state for t in loaded.trials] == ["COMPLETE", "PRUNED", "COMPLETE", "FAIL", "RUNNING"]
+    # --apply: the best parameters written back as the model's override, and the configs still load
+    after = open_project(str(study.root), str(study.configs), "test").configs.transformer
+    params = after.params_for("minilm")
+    assert {k: getattr(params, k) for k in doc["best"]["params"]} == doc["best"]["params"]
+    assert "models.minilm.learning_rate: " in res.stderr
 
 
 def test_collect_without_the_best_model_archive_writes_nothing(study: Study, cli) -> None:

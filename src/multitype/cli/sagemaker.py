@@ -336,6 +336,7 @@ def tune_stop(name: TuningArg, root: RootOpt = None, config_dir: ConfigDirOpt = 
 @tune_app.command("collect")
 def tune_collect(name: TuningArg,
                  study: Annotated[Optional[str], typer.Option("--study", help="Study name [default: the one it was launched with, else the tuning job's name].")] = None,
+                 apply: Annotated[bool, typer.Option("--apply", help="Write the best parameters into models_transformer.yaml as models.<model>.<param>.")] = False,
                  root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
     """Every trial's metrics to results/tuning/<study>.csv|json; the best trial's model, evaluated once on test."""
     from multitype.cloud.sagemaker import tune, tune_jobs
@@ -343,8 +344,20 @@ def tune_collect(name: TuningArg,
     proj = project("sagemaker tune collect", root, config_dir)
     if study is not None:
         tune._check_counts(tune.TuneOptions(study=study))
-    tune_jobs.collect(proj.storage, proj.configs.project.aws, name, tune.record_of(proj, name), study=study,
-                      endpoint_url=proj.storage.endpoint_url, echo=_note)
+    doc = tune_jobs.collect(proj.storage, proj.configs.project.aws, name, tune.record_of(proj, name), study=study,
+                            endpoint_url=proj.storage.endpoint_url, echo=_note)
+    if apply:
+        from multitype.storage import storage_options
+        from multitype.tuning.apply import apply_best
+
+        if doc["best"] is None:
+            _note("no completed trial: nothing to apply")
+            return
+        changed = apply_best(config_dir, "transformer", doc["model_name"], doc["best"]["params"],
+                             storage_options(config_dir, proj.storage.endpoint_url,
+                                             proj.configs.project.aws.profile))
+        for line in changed or ["models_transformer.yaml already holds the best parameters"]:
+            _note(line)
 
 
 # --- deploy, invoke, undeploy, endpoints ----------------------------------------------------------

@@ -37,7 +37,6 @@ from multitype.storage import Storage
 STATES = {"Completed": "COMPLETE", "Stopped": "PRUNED", "Failed": "FAIL", "InProgress": "RUNNING",
           "Stopping": "RUNNING"}
 ENDED = ("Completed", "Failed", "Stopped")
-TUNING_RESULTS = "results/tuning"
 SCHEMA_VERSION = 1
 
 
@@ -210,11 +209,11 @@ def stop(aws: AwsConfig, name: str) -> str:
 
 # --- collect -------------------------------------------------------------------------------------
 def csv_key(study: str) -> str:
-    return f"{TUNING_RESULTS}/{study}.csv"
+    return layout.tuning_csv(study)
 
 
 def json_key(study: str) -> str:
-    return f"{TUNING_RESULTS}/{study}.json"
+    return layout.tuning_summary(study)
 
 
 def _cell(value: Any) -> Any:
