@@ -280,3 +280,21 @@ def test_minimize_and_other_metrics_map_to_their_val_metric() -> None:
     assert request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
         "Type": "Minimize", "MetricName": "val_weighted_f1"}
     assert "val_weighted_f1" in [m["Name"] for m in definition["AlgorithmSpecification"]["MetricDefinitions"]]
+
+
+def test_an_empty_val_split(env: Env, cli) -> None:
+    val = env.root / "data" / "processed" / "val_4class.csv"
+    val.write_text(val.read_text().splitlines()[0] + "\n")
+    _refused(env, cli, env.args(), r"val_4class.csv has no rows: a tuning job optimises the val metric")
+
+
+def test_the_space_of_a_tuning_job_not_launched_here_is_read_back_from_its_ranges() -> None:
+    """status and collect without a launch record rebuild the space from ParameterRanges: same spec, same fingerprint."""
+    from multitype.cloud.sagemaker import tune_jobs
+    from multitype.tuning.space import TuneConfig
+
+    request = expected("s3://b/proj", "multitype-minilm-2612030000", "code/sagemaker/sourcedir-0.tar.gz")
+    space = tune_jobs._space({"HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"]}, None)
+    rebuilt = TuneConfig.model_validate({"space": {k: v.spec() for k, v in space.items()}})
+    original = TuneConfig.model_validate({"space": SPACE})
+    assert rebuilt.space_spec() == original.space_spec() and rebuilt.fingerprint() == original.fingerprint()

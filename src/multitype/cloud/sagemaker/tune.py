@@ -40,7 +40,7 @@ from multitype.cloud import aws as cloud_aws
 from multitype.cloud import catalog
 from multitype.cloud.records import LaunchRecords
 from multitype.cloud.sagemaker import entrypoint, launch, request as req
-from multitype.errors import AwsError, ConfigError, UserError
+from multitype.errors import AwsError, ConfigError, DataError, UserError
 from multitype.project import Project
 
 NAME_PREFIX = "multitype"  # the training jobs it starts are <name>-<NNN>-<id>: multitype-*, as IAM and `list` expect
@@ -198,6 +198,20 @@ def _check_counts(opts: TuneOptions) -> None:
         raise UserError(f"--study {opts.study!r}: use letters, digits, '.', '_' and '-' only")
 
 
+def _check_val(project: Project) -> None:
+    """The objective is the val metric: a val split without rows would leave every trial without one."""
+    from multitype import layout
+    from multitype.data.dataset import load_labels, load_split
+
+    storage = project.storage
+    labels = load_labels(storage)
+    texts, _ = load_split(storage, "val", labels)
+    if not texts:
+        key = layout.processed_split("val", len(labels))
+        raise DataError(f"{storage.url(key)} has no rows: a tuning job optimises the val metric and its trials "
+                        "never see test data; set split.val above 0 in project.yaml and rerun 'multitype prepare'")
+
+
 def _guard_budget(project: Project, opts: TuneOptions, model: str, instance_type: str, spot: bool, max_run: int,
                   echo: Callable[[str], None]) -> float | None:
     """``--max-jobs`` x the estimate of one trial (the model's config, the largest num_epochs searched)."""
@@ -240,7 +254,7 @@ def launch_tuning(project: Project, opts: TuneOptions, config_dir: str = "config
     AwsError
         A setting, the catalog, credentials, the request or AWS refused it.
     DataError
-        The processed data of a channel is missing.
+        The processed data of a channel is missing, or the val split has no rows.
     """
     from multitype import layout
     from multitype.cloud.sagemaker.sourcedir import build_sourcedir
@@ -261,6 +275,7 @@ def launch_tuning(project: Project, opts: TuneOptions, config_dir: str = "config
     root = launch.remote_root(project, opts.remote, "the tuning job")
     image = launch.training_image(opts.image_uri, aws.region, instance_type, sm.image_uri, echo)
     channels = {k: v for k, v in launch.channels(project, root).items() if k != "test"}
+    _check_val(project)
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
