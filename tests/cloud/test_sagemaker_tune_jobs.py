@@ -103,7 +103,8 @@ class Study:
         for i, (job, (status, value, tuned, seconds)) in enumerate(zip(self.jobs, TRIALS)):
             start = T0 + dt.timedelta(minutes=10 * i)
             summary: dict[str, Any] = {
-                "TrainingJobName": job, "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}",
+                "TrainingJobName": job,
+                "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{job}",
                 "TuningJobName": self.name, "CreationTime": start - dt.timedelta(seconds=5),
                 "TrainingStartTime": start, "TrainingJobStatus": status, "TunedHyperParameters": tuned}
             if seconds is not None:

@@ -25,7 +25,6 @@ from multitype.cloud.sagemaker import sourcedir, tune
 from multitype.config import AwsConfig, default_yaml
 from multitype.errors import AwsError
 from tests.cloud.launch_helpers import ROLE, make_project, project_yaml
-from tests.conftest import write_configs
 
 EVENT = "provide-client-params.sagemaker.CreateHyperParameterTuningJob"
 SPACE = {"learning_rate": {"loguniform": [1.0e-5, 3.0e-4]}, "batch_size": {"choice": [16, 32]},
@@ -249,8 +248,8 @@ def test_the_service_model_refuses_what_moto_would_accept() -> None:
         tune.validate_tuning_request(too_long, "s3://b/proj")
     bad = json.loads(json.dumps(request))
     bad["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] = "On"
-    with pytest.raises(AwsError, match=r"CreateHyperParameterTuningJob.HyperParameterTuningJobConfig.TrainingJobEarlyStoppingType = 'On' "
-                       r"is not one of Off, Auto"):
+    with pytest.raises(AwsError, match=r"CreateHyperParameterTuningJob.HyperParameterTuningJobConfig."
+                                       r"TrainingJobEarlyStoppingType = 'On' is not one of Off, Auto"):
         tune.validate_tuning_request(bad, "s3://b/proj")
     clash = json.loads(json.dumps(request))
     clash["TrainingJobDefinition"]["StaticHyperParameters"]["batch_size"] = "16"
@@ -289,7 +288,7 @@ def test_an_empty_val_split(env: Env, cli) -> None:
 
 
 def test_the_space_of_a_tuning_job_not_launched_here_is_read_back_from_its_ranges() -> None:
-    """status and collect without a launch record rebuild the space from ParameterRanges: same spec, same fingerprint."""
+    """status and collect without a launch record rebuild the space from ParameterRanges (same fingerprint)."""
     from multitype.cloud.sagemaker import tune_jobs
     from multitype.tuning.space import TuneConfig
 

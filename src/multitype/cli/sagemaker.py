@@ -343,7 +343,7 @@ def tune_collect(name: TuningArg,
 
     proj = project("sagemaker tune collect", root, config_dir)
     if study is not None:
-        tune._check_counts(tune.TuneOptions(study=study))
+        tune.check_options(tune.TuneOptions(study=study))
     doc = tune_jobs.collect(proj.storage, proj.configs.project.aws, name, tune.record_of(proj, name), study=study,
                             endpoint_url=proj.storage.endpoint_url, echo=_note)
     if apply:

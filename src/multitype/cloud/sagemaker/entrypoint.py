@@ -432,8 +432,8 @@ def run_job(env: SageMakerEnv) -> int:
     task = read_task(env.hyperparameters, say=_say)
     if task.tuning_job:
         task.root = trial_root(task.root, task.tuning_job, env.job_name)
-        _say(f"trial of tuning job {task.tuning_job}: {', '.join(f'{k}={v!r}' for k, v in sorted(task.overrides.items()))}; "
-             "val only (no test data)")
+        searched = ", ".join(f"{k}={v!r}" for k, v in sorted(task.overrides.items()))
+        _say(f"trial of tuning job {task.tuning_job}: {searched}; val only (no test data)")
     _say(f"job {env.job_name}: task {task.kind}, host {env.current_host} ({env.node_rank + 1} of "
          f"{len(env.hosts)}), {env.num_gpus} GPU(s), results to {task.root}")
     if task.kind != "transformer" and env.node_rank != 0:

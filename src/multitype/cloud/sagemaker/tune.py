@@ -30,7 +30,6 @@ test split once.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -186,7 +185,8 @@ def _tune_block(project: Project) -> Any:
     return tune
 
 
-def _check_counts(opts: TuneOptions) -> None:
+def check_options(opts: TuneOptions) -> None:
+    """``--max-jobs``, ``--max-parallel-jobs`` and ``--study`` before anything else (UserError, exit 2)."""
     if opts.max_jobs < 1:
         raise UserError(f"--max-jobs must be at least 1, got {opts.max_jobs}")
     if opts.max_parallel_jobs < 1:
@@ -261,7 +261,7 @@ def launch_tuning(project: Project, opts: TuneOptions, config_dir: str = "config
     from multitype.transformer.models import MINILM_ALIAS, resolve_model
 
     tune = _tune_block(project)
-    _check_counts(opts)
+    check_options(opts)
     aws = project.configs.project.aws
     sm = aws.sagemaker
     model = opts.model_name or project.configs.transformer.defaults.model_name
@@ -325,7 +325,3 @@ def launch_tuning(project: Project, opts: TuneOptions, config_dir: str = "config
 def record_of(project: Project, name: str) -> dict[str, Any] | None:
     """The launch record of tuning job ``name`` in this root (None: not launched from here)."""
     return TUNINGS.load(project.storage, name)
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)

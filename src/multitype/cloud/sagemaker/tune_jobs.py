@@ -87,6 +87,11 @@ def _time(value: Any) -> dt.datetime | None:
     return None
 
 
+def _iso(value: Any) -> str | None:
+    found = _time(value)
+    return found.isoformat() if found else (None if value is None else str(value))
+
+
 def _seconds(trial: dict[str, Any], now: dt.datetime | None = None) -> float | None:
     start = _time(trial.get("TrainingStartTime")) or _time(trial.get("CreationTime"))
     if start is None:
@@ -185,7 +190,7 @@ def summary(aws: AwsConfig, name: str, record: dict[str, Any] | None = None) -> 
             "max_jobs": config["ResourceLimits"]["MaxNumberOfTrainingJobs"],
             "max_parallel_jobs": config["ResourceLimits"]["MaxParallelTrainingJobs"],
             "counts": counts, "best": best, "trials": table, "failure_reason": desc.get("FailureReason"),
-            "created": jobs._iso(desc.get("CreationTime")), "ended": jobs._iso(desc.get("HyperParameterTuningEndTime"))}
+            "created": _iso(desc.get("CreationTime")), "ended": _iso(desc.get("HyperParameterTuningEndTime"))}
 
 
 def stop(aws: AwsConfig, name: str) -> str:
