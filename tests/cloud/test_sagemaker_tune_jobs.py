@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import tarfile
@@ -95,8 +96,16 @@ class Study:
         record = {"model": "minilm", "split": "val", "macro_f1": max(history),
                   "history": [{"epoch": i + 1, "val_macro_f1": v, "val_accuracy": v} for i, v in enumerate(history)]}
         remote.write_json(layout.transformer_metrics("minilm"), record)
-        remote.write_json(entrypoint.result_key(job), {"job_name": job, "tuning_job": self.name, "models": {
-            "minilm": {"metrics": layout.transformer_metrics("minilm"), "model_dir": ""}}})
+        run_id = f"trial-{number}"
+        remote.write_json(entrypoint.result_key(job), {"job_name": job, "tuning_job": self.name, "run_ids": [run_id],
+                                                       "models": {"minilm": {
+                                                           "metrics": layout.transformer_metrics("minilm"),
+                                                           "model_dir": ""}}})
+        # the manifest's inputs: the data it trained on, as this root holds it (the test split was empty)
+        data = {key: hashlib.sha256((self.root / key).read_bytes()).hexdigest()
+                for key in (layout.LABELS, "data/processed/train_4class.csv", "data/processed/val_4class.csv")}
+        remote.write_json(layout.manifest(run_id), {"run_id": run_id, "inputs": {
+            **data, "data/processed/test_4class.csv": hashlib.sha256(b"text,label\n").hexdigest()}})
 
     def summaries(self) -> list[dict[str, Any]]:
         out = []
@@ -274,7 +283,22 @@ def test_collect_writes_the_study_and_the_best_model_tested_once(study: Study, c
     assert "models.minilm.learning_rate: " in res.stderr
 
 
+def test_collect_refuses_to_test_on_other_data_than_the_trials_trained_on(study: Study, cli) -> None:
+    study.put_trial_results(2, [0.83])
+    best = study.jobs[2]
+    Storage(study.remote).write_bytes(f"models/sagemaker/{best}/output/model.tar.gz", b"not read")
+    val = study.root / "data" / "processed" / "val_4class.csv"
+    val.write_text(val.read_text() + "an article moved from test to val,business\n")
+    with study.list_answer():
+        res = cli("sagemaker", "tune", "collect", study.name, *study.args())
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"error: {val} differs from the file it trained on (trial {best}, sha256 ")
+    assert "'multitype sync pull' the data the tuning job used" in res.stderr
+    assert not (study.root / "results" / "tuning").exists() and not (study.root / "models" / "final").exists()
+
+
 def test_collect_without_the_best_model_archive_writes_nothing(study: Study, cli) -> None:
+    study.put_trial_results(2, [0.83])
     with study.list_answer():
         res = cli("sagemaker", "tune", "collect", study.name, *study.args())
     assert res.exit_code == 2 and res.stderr.count("\n") == 1

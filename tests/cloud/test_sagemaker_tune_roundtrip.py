@@ -100,6 +100,7 @@ def test_tune_trials_collect_report(s3_server: Any, aws_env: Any, tmp_path: Path
     with hook("sagemaker", "before-call.sagemaker.ListTrainingJobsForHyperParameterTuningJob", answer):
         collected = cli("sagemaker", "tune", "collect", name, *where)
     assert collected.exit_code == 0, collected.stderr
+    assert "warning" not in collected.stderr  # the best trial's manifest names this root's train/val/labels
     doc = json.loads((root / "results" / "tuning" / "minilm.json").read_text())
     values = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries]
     best = max(range(2), key=lambda i: (values[i], -i))

@@ -257,6 +257,40 @@ def _intermediate(remote: Storage, job: str, metric: str) -> tuple[list[list[flo
     return points, info["metrics"]
 
 
+def check_same_data(local: Storage, trial: Storage, job: str, echo: Callable[[str], None]) -> None:
+    """The local train/val splits and labels are the ones the trial trained on (its manifest's sha256).
+
+    Otherwise rows of the local test split could have been training rows of the trial, and its test metrics
+    would flatter it.
+
+    Raises
+    ------
+    DataError
+        A file differs or is missing locally; the message names it.
+    """
+    import hashlib
+
+    key = entrypoint.result_key(job)
+    result = trial.read_json(key) if trial.exists(key) else {}
+    run_ids = result.get("run_ids") if isinstance(result, dict) else None
+    manifest_key = f"{layout.RUNS}/{run_ids[0]}/manifest.json" if run_ids else None
+    if not manifest_key or not trial.exists(manifest_key):
+        echo(f"warning: no run manifest of {job} under {trial.url()}: cannot check that this root's data are the "
+             "ones it trained on")
+        return
+    inputs = trial.read_json(manifest_key).get("inputs") or {}
+    labels = len(local.read_json(layout.LABELS)) if local.exists(layout.LABELS) else 0
+    wanted = {layout.LABELS, layout.processed_split("train", labels), layout.processed_split("val", labels)}
+    checked = [k for k in inputs if k in wanted]
+    for name in checked:
+        here = hashlib.sha256(local.read_bytes(name)).hexdigest() if local.exists(name) else None
+        if here != inputs[name]:
+            state = "is missing" if here is None else "differs from the file it trained on"
+            raise DataError(f"{local.url(name)} {state} (trial {job}, sha256 {inputs[name][:12]}...): the best "
+                            "model is tested on this root's test split, which must come from the same prepare; "
+                            "'multitype sync pull' the data the tuning job used")
+
+
 def evaluate_on_test(local: Storage, model_dir: Path) -> dict[str, Any]:
     """The one test evaluation of a tuning job: the best trial's model on the local root's test split.
 
@@ -335,6 +369,9 @@ def collect(local: Storage, aws: AwsConfig, name: str, record: dict[str, Any] | 
     if best is not None:
         best_doc = {"number": best["number"], "slug": best["slug"], "value": best["value"], "params": best["params"],
                     "test_metrics": None}
+        if evaluate and root:
+            check_same_data(local, Storage(entrypoint.trial_root(root, name, best["slug"]), endpoint_url=endpoint_url,
+                                           profile=aws.profile), best["slug"], echo)
         job_desc = jobs.describe(aws, best["slug"])
         with tempfile.TemporaryDirectory(prefix="multitype-tune-collect-") as tmp:
             unpacked = Path(tmp) / "model"
