@@ -172,7 +172,8 @@ def load(path: str | Path) -> list[Call]:
 # --- resources and context keys of a call -----------------------------------------------------------
 LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
 # SageMaker parameter naming a resource -> its ARN's resource type, the first one present wins
-SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("EndpointName", "endpoint"),
+SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("ProcessingJobName", "processing-job"),
+                       ("EndpointName", "endpoint"),
                        ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"),
                        ("HyperParameterTuningJobName", "hyper-parameter-tuning-job"))
 # an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's

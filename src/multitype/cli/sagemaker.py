@@ -1,4 +1,5 @@
-"""``multitype sagemaker launch|status|logs|stop|list|collect|tune``: training and tuning jobs on Amazon SageMaker."""
+"""``multitype sagemaker launch|status|logs|stop|list|collect|tune``: training and tuning jobs on Amazon SageMaker
+(``prepare``: processing jobs)."""
 
 from __future__ import annotations
 
@@ -484,3 +485,9 @@ def endpoint_list(
     for r in rows:
         table.add_row(Text(r["endpoint"]), str(r["status"]), str(r["created"] or "-"))
     _out().print(table)
+
+
+# --- prepare: SageMaker Processing ---------------------------------------------------------------
+from multitype.cli.sagemaker_prepare import app as prepare_app  # noqa: E402 - a sub-group of this app
+
+app.add_typer(prepare_app, name="prepare")

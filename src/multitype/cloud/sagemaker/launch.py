@@ -177,7 +177,9 @@ def remote_root(project: Project, given: str | None, what: str = "the job") -> s
 
 def training_image(given: str | None, region: str, instance_type: str, configured: str | None,
                    echo: Callable[[str], None]) -> catalog.TrainingImage:
-    """``--image-uri``, else ``aws.sagemaker.image_uri``, else the catalog's PyTorch training image; torch checked."""
+    """The job's image: ``given`` (--image-uri), else ``configured`` (aws.sagemaker.image_uri), else the AWS
+    PyTorch training image for ``instance_type`` from the catalog; its torch checked against ours (a warning
+    when unknown)."""
     from multitype.cloud.sagemaker.sourcedir import torch_specifier
 
     specifier = torch_specifier()
