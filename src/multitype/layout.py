@@ -98,6 +98,25 @@ def deployed_model(name: str) -> str:
     return f"models/deploy/{name}/model.tar.gz"
 
 
+# the model registry (multitype.registry): one JSON index, each version's files beside it
+REGISTRY = "models/registry"
+REGISTRY_INDEX = f"{REGISTRY}/index.json"
+
+
+def registry_model(name: str, sha256: str) -> str:
+    """``models/registry/<name>/<first 16 hex of the model's sha256>``: a registered model's own copy.
+
+    Named by content, not by version number, so it can be written before the
+    index assigns the number (and two registrations of one model share it).
+    """
+    return f"{REGISTRY}/{name}/{sha256[:16]}"
+
+
+def registry_package(name: str, sha256: str) -> str:
+    """``models/registry/<name>/packages/<sha16>/model.tar.gz``: what a SageMaker model package points at."""
+    return f"{REGISTRY}/{name}/packages/{sha256[:16]}/model.tar.gz"
+
+
 def figure_data(name: str) -> str:
     return f"{FIGURES_DATA}/{name}.png"
 

@@ -5,8 +5,8 @@ operation (botocore's ``provide-client-params`` event) of three principals:
 
 - the launcher (in-process, :func:`aws_recorder.recording`): ``sync push
   --delete``, ``sagemaker launch``/``list``/``status``/``logs``/``collect``,
-  ``sagemaker deploy``/``endpoints``/``invoke``/``undeploy`` (of the baseline
-  trained on the S3 root below),
+  ``sagemaker deploy``/``endpoints``/``invoke``/``undeploy`` and ``registry add
+  --sagemaker``/``promote`` (of the baseline trained on the S3 root below),
   ``iam policy launcher``, ``cost budget create``, ``cost refresh`` (Price List
   API and spot price history), ``sync archive --yes``, ``doctor`` (STS, the
   bucket round trip, IAM reads, Budgets, EC2 and SageMaker listings), ``sync
@@ -380,7 +380,10 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     with rec.recording(monkeypatch) as deploy_calls:
         for args in (["sagemaker", "deploy", "logreg", *on_remote], ["sagemaker", "endpoints", *on_remote],
                      ["sagemaker", "invoke", "multitype-logreg", "--text", "Shares fell.", *on_remote],
-                     ["sagemaker", "undeploy", "multitype-logreg", "--yes", *on_remote]):
+                     ["sagemaker", "undeploy", "multitype-logreg", "--yes", *on_remote],
+                     # the registry's SageMaker mirror: a model package group and package, then its approval
+                     ["registry", "add", "models/final/logreg", "--name", "news", "--sagemaker", *on_remote],
+                     ["registry", "promote", "news:1", "--stage", "production", *on_remote]):
             res = cli(*args)
             assert res.exit_code == 0, (args, res.stderr)
     launcher_calls += deploy_calls
@@ -402,7 +405,9 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
                      "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
                      "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:ListEndpoints",
                      "sagemaker:InvokeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig",
-                     "sagemaker:DeleteModel"):
+                     "sagemaker:DeleteModel", "sagemaker:DescribeModelPackageGroup",
+                     "sagemaker:CreateModelPackageGroup", "sagemaker:CreateModelPackage",
+                     "sagemaker:UpdateModelPackage"):
         assert expected in operations, (expected, sorted(operations))
     scope = _scope(bucket)
     launcher = iam.policy("launcher", scope)

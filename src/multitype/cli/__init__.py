@@ -16,7 +16,7 @@ import traceback
 import typer
 import typer.main
 
-from multitype.cli import autoscale, cost, doctor, ec2, export, iam, pipeline, sagemaker, serve, sync, train
+from multitype.cli import autoscale, cost, doctor, ec2, export, iam, pipeline, registry, sagemaker, serve, sync, train
 from multitype.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.add_typer(cost.app, name="cost")
 app.add_typer(iam.app, name="iam")
 app.add_typer(autoscale.app, name="autoscale")
 app.add_typer(export.app, name="export")
+app.add_typer(registry.app, name="registry")
 doctor.register(app)
 serve.register(app)
 

@@ -347,6 +347,9 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
     processing = f"arn:aws:sagemaker:{scope.region}:{scope.account}:processing-job/{JOB_PREFIX}*"
     hosting = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
                for kind in ("model", "endpoint-config", "endpoint")]
+    # a versioned model package is model-package/<group>/<k>; its group model-package-group/<group>
+    packages = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
+                for kind in ("model-package-group", "model-package")]
     tagged = {"StringEquals": {f"aws:RequestTag/{PROJECT_TAG}": scope.project}}
     made = [scope.ec2("instance/*"), scope.ec2("volume/*"), scope.ec2("spot-instances-request/*")]
     return {"Version": VERSION, "Statement": [
@@ -375,6 +378,11 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
                                        "sagemaker:DeleteModel", "sagemaker:DescribeEndpoint",
                                        "sagemaker:DescribeEndpointConfig"], hosting),
         _statement("InvokeEndpoints", ["sagemaker:InvokeEndpoint"], [hosting[2]]),
+        # registry add --sagemaker / promote / archive: model package groups multitype-<name> and their versions
+        _statement("RegisterModelPackages", ["sagemaker:AddTags", "sagemaker:CreateModelPackage",
+                                             "sagemaker:CreateModelPackageGroup"], packages, tagged),
+        _statement("ManageModelPackages", ["sagemaker:DescribeModelPackageGroup", "sagemaker:UpdateModelPackage"],
+                   packages),
         _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
         _statement("PassSageMakerRole", ["iam:PassRole"], [scope.role_arn(scope.sagemaker_role)],
                    {"StringEquals": {"iam:PassedToService": TRUST_FOR["sagemaker"]}}),
