@@ -138,6 +138,14 @@ ONNX_DIR = "onnx"
 ONNX_AGREEMENT = f"{ONNX_DIR}/agreement.json"
 
 
+TUNE_RUNS = f"{RUNS}/tune"
+
+
+def tune_study(study: str, name: str = "") -> str:
+    """``runs/tune/<study>/[name]``: the Optuna study (``study.db``, or a journal on S3 roots)."""
+    return f"{TUNE_RUNS}/{study}/{name}" if name else f"{TUNE_RUNS}/{study}"
+
+
 def onnx_model(quantized: bool = False) -> str:
     """``onnx/model.onnx``, or ``onnx/model.int8.onnx`` for the int8 one (relative to the model folder)."""
     return f"{ONNX_DIR}/model.int8.onnx" if quantized else f"{ONNX_DIR}/model.onnx"
