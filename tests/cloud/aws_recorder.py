@@ -175,6 +175,7 @@ LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
 SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("ProcessingJobName", "processing-job"),
                        ("EndpointName", "endpoint"),
                        ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"),
+                       ("HyperParameterTuningJobName", "hyper-parameter-tuning-job"),
                        ("ModelPackageGroupName", "model-package-group"), ("ModelPackageArn", ""))
 # an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's
 # condition keys as "_context"

@@ -119,6 +119,14 @@ REASONS: dict[str, str] = {
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls the Deep Learning Container image with the role",
     "sagemaker:StopTrainingJob": "sagemaker stop (moto implements no StopTrainingJob, so no offline flow makes it)",
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
+    "sagemaker:CreateHyperParameterTuningJob": "sagemaker tune (tests/cloud/test_sagemaker_tune_launch.py sends it "
+                                               "to moto; the recorded flows do not tune)",
+    "sagemaker:DescribeHyperParameterTuningJob": "sagemaker tune status|stop|collect (tests/cloud/"
+                                                 "test_sagemaker_tune_jobs.py)",
+    "sagemaker:ListTrainingJobsForHyperParameterTuningJob": "sagemaker tune status|collect (moto lacks it: "
+                                                            "answered at our client in test_sagemaker_tune_jobs.py)",
+    "sagemaker:StopHyperParameterTuningJob": "sagemaker tune stop (moto lacks it: answered at our client in "
+                                             "test_sagemaker_tune_jobs.py)",
     "sagemaker:ListProcessingJobs": "'sagemaker prepare status' of a missing job points to 'aws sagemaker "
                                     "list-processing-jobs'",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
@@ -335,6 +343,7 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
     """The policy of the user (or CI) that runs multitype commands from a laptop."""
     bucket = f"arn:aws:s3:::{scope.bucket}"
     jobs = f"arn:aws:sagemaker:{scope.region}:{scope.account}:training-job/{JOB_PREFIX}*"
+    tuning = f"arn:aws:sagemaker:{scope.region}:{scope.account}:hyper-parameter-tuning-job/{JOB_PREFIX}*"
     processing = f"arn:aws:sagemaker:{scope.region}:{scope.account}:processing-job/{JOB_PREFIX}*"
     hosting = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
                for kind in ("model", "endpoint-config", "endpoint")]
@@ -350,6 +359,12 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
         _statement("LaunchTrainingJobs", ["sagemaker:AddTags", "sagemaker:CreateTrainingJob"], [jobs], tagged),
         _statement("ManageTrainingJobs", ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"], [jobs]),
         _statement("ListTrainingJobs", ["sagemaker:ListTrainingJobs"], "*"),
+        # sagemaker tune: tuning jobs named multitype-* (their trials are multitype-*-NNN-id, covered above)
+        _statement("LaunchTuningJobs", ["sagemaker:AddTags", "sagemaker:CreateHyperParameterTuningJob"], [tuning],
+                   tagged),
+        _statement("ManageTuningJobs", ["sagemaker:DescribeHyperParameterTuningJob",
+                                        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                                        "sagemaker:StopHyperParameterTuningJob"], [tuning]),
         # sagemaker prepare: processing jobs named multitype-prepare-*
         _statement("LaunchProcessingJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], [processing],
                    tagged),

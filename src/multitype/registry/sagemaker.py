@@ -70,14 +70,14 @@ def plan(project: Project, name: str, remote: str | None = None) -> MirrorPlan:
 def upload_archive(project: Project, mirror: MirrorPlan, folder: Path, name: str, sha256: str,
                    echo: Callable[[str], None] = print) -> str:
     """Pack ``folder`` as ``sagemaker deploy`` does and upload it under the S3 root; return its URL."""
-    from multitype.cloud.sagemaker.launch import _local_folder
+    from multitype.cloud.sagemaker.launch import local_folder
     from multitype.cloud.sagemaker.modelpack import build_model_archive
 
     key = layout.registry_package(name, sha256)
     storage = Storage(mirror.root, endpoint_url=project.storage.endpoint_url, profile=mirror.aws.profile)
     with tempfile.TemporaryDirectory(prefix="multitype-registry-") as tmp:
         archive = build_model_archive(folder, Path(tmp) / "model.tar.gz", mirror.image.torch_version,
-                                      _local_folder(project))
+                                      local_folder(project))
         echo(f"model.tar.gz: {archive.size / 2**20:.1f} MiB, {len(archive.members)} files; uploading to "
              f"{storage.url(key)}")
         storage.put_file(archive.path, key)

@@ -357,7 +357,7 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
     """
     start = time.perf_counter()
     aws = project.configs.project.aws
-    from multitype.cloud.sagemaker.launch import _local_folder, execution_role, remote_root
+    from multitype.cloud.sagemaker.launch import execution_role, local_folder, remote_root
 
     instance_type, memory, concurrency = _variant(opts)
     if opts.endpoint_name is not None:
@@ -395,7 +395,7 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
 
         with tempfile.TemporaryDirectory(prefix="multitype-deploy-") as tmp:
             archive = build_model_archive(folder, Path(tmp) / "model.tar.gz", image.torch_version,
-                                          _local_folder(project))
+                                          local_folder(project))
             echo(f"model.tar.gz: {archive.size / 2**20:.1f} MiB, {len(archive.members)} files; uploading to {url}")
             Storage(root, endpoint_url=project.storage.endpoint_url, profile=aws.profile).put_file(
                 archive.path, layout.deployed_model(version))

@@ -273,7 +273,7 @@ def start_prepare(project: Project, opts: PrepareOptions, config_dir: str = "con
 
     from multitype.cloud.sagemaker.sourcedir import build_sourcedir
 
-    local = launch._local_folder(project)
+    local = launch.local_folder(project)
     sourcedir = build_sourcedir(local)
     sourcedir_uri = f"{root}/{sourcedir.key}"
     name = req.job_name("prepare", time.time())
