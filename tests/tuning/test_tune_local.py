@@ -94,7 +94,7 @@ def test_a_pruned_trial_stops_early_and_is_recorded_as_pruned(tune_project) -> N
     root, configs = tune_project
     project = open_project(str(root), str(configs), "tune transformer")
     lines: list[str] = []
-    summary = tune(project, Request("transformer", "minilm", "pruning", trials=2), lines.append,
+    summary = tune(project, Request("transformer", "minilm", "pruning", trials=2, keep_trial_models=True), lines.append,
                    pruner=PruneSecondTrial())
     assert summary is not None and summary["trials"] == {"total": 2, "complete": 1, "pruned": 1, "failed": 0,
                                                          "running": 0}

@@ -25,9 +25,11 @@ def test_a_study_on_s3_resumes_from_its_journal(s3_server, tune_project, tmp_pat
     assert first.exit_code == 0, first.stderr
     keys = s3_server.list_keys(bucket, "proj/")
     for key in (f"runs/tune/logreg-baseline/{JOURNAL}", "results/tuning/logreg-baseline.csv",
-                "results/tuning/logreg-baseline.json", "results/baseline/logreg-t1_metrics.json",
-                "models/final/logreg-t0/model.json"):
+                "results/tuning/logreg-baseline.json", "results/baseline/logreg-t1_metrics.json"):
         assert f"proj/{key}" in keys, key
+    # the best trial's model stays in the bucket, the other trial's is removed
+    best = storage.read_json("results/tuning/logreg-baseline.json")["best"]["slug"]
+    assert {key.split("/")[3] for key in keys if key.startswith("proj/models/final/")} == {best}
 
     # a tune killed during trial 2: the journal on S3 holds a RUNNING trial with its params drawn
     project = open_project(root, str(configs), "tune baseline")

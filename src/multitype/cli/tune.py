@@ -25,6 +25,8 @@ ParallelOpt = Annotated[int, typer.Option("--parallel", help="Trials at once, ea
 ApplyOpt = Annotated[bool, typer.Option(
     "--apply", help="Write the best parameters back as a models: override in the config file.")]
 # internal: how a --parallel parent starts its workers
+KeepOpt = Annotated[bool, typer.Option(
+    "--keep-trial-models", help="Keep every finished trial's final model and checkpoints (default: only the best's).")]
 WorkerOpt = Annotated[Optional[int], typer.Option("--worker", hidden=True)]
 JournalDirOpt = Annotated[Optional[str], typer.Option("--journal-dir", hidden=True)]
 ResumeTrialsOpt = Annotated[Optional[str], typer.Option("--resume-trials", hidden=True)]
@@ -32,7 +34,7 @@ ResumeTrialsOpt = Annotated[Optional[str], typer.Option("--resume-trials", hidde
 
 def _run(kind: str, model_name: str | None, study: str | None, trials: int | None, timeout: str | None,
          parallel: int, apply: bool, root: str | None, config_dir: str, worker: int | None,
-         journal_dir: str | None, resume_trials: str | None) -> None:
+         journal_dir: str | None, resume_trials: str | None, keep_trial_models: bool = False) -> None:
     from multitype.cloud.cost import parse_duration
     from multitype.tuning.local import Request, default_model, tune, tune_config
     from multitype.tuning.study import check_study_name, default_study_name
@@ -50,7 +52,7 @@ def _run(kind: str, model_name: str | None, study: str | None, trials: int | Non
     request = Request(kind=kind, model_name=name, study=study or default_study_name(kind, name),
                       trials=trials or tune_cfg.trials, timeout_s=timeout_s, parallel=parallel, worker=worker,
                       resume_numbers=[int(n) for n in resume_trials.split(",")] if resume_trials else [],
-                      journal_dir=journal_dir, config_dir=config_dir)
+                      journal_dir=journal_dir, config_dir=config_dir, keep_trial_models=keep_trial_models)
     label = f"[worker {worker}] " if worker is not None else ""
     terminal = console.is_terminal
 
@@ -99,10 +101,11 @@ def transformer(
     model_name: ModelNameOpt = None, study: StudyOpt = None, trials: TrialsOpt = None, timeout: TimeoutOpt = None,
     parallel: ParallelOpt = 1, apply: ApplyOpt = False, root: RootOpt = None, config_dir: ConfigDirOpt = "configs",
     worker: WorkerOpt = None, journal_dir: JournalDirOpt = None, resume_trials: ResumeTrialsOpt = None,
+    keep_trial_models: KeepOpt = False,
 ) -> None:
     """Tune a transformer's fine-tuning (models_transformer.yaml tune:); trials are pruned per epoch."""
     _run("transformer", model_name, study, trials, timeout, parallel, apply, root, config_dir, worker,
-         journal_dir, resume_trials)
+         journal_dir, resume_trials, keep_trial_models)
 
 
 @app.command("baseline")
@@ -110,7 +113,8 @@ def baseline(
     model_name: ModelNameOpt = None, study: StudyOpt = None, trials: TrialsOpt = None, timeout: TimeoutOpt = None,
     parallel: ParallelOpt = 1, apply: ApplyOpt = False, root: RootOpt = None, config_dir: ConfigDirOpt = "configs",
     worker: WorkerOpt = None, journal_dir: JournalDirOpt = None, resume_trials: ResumeTrialsOpt = None,
+    keep_trial_models: KeepOpt = False,
 ) -> None:
     """Tune a TF-IDF baseline (models_baseline.yaml tune:): C, n-grams, min_df, ..."""
     _run("baseline", model_name, study, trials, timeout, parallel, apply, root, config_dir, worker,
-         journal_dir, resume_trials)
+         journal_dir, resume_trials, keep_trial_models)

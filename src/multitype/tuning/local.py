@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from multitype import interrupts
+from multitype import interrupts, layout
 from multitype.errors import ConfigError, Interrupted, ModelError, UserError
 from multitype.project import Project
 from multitype.tuning import objective, table
@@ -46,6 +46,8 @@ class Request:
     resume_numbers: list[int] = field(default_factory=list)
     journal_dir: str | None = None
     config_dir: str = "configs"  # handed to --parallel workers
+    # keep every finished trial's final model and checkpoints (default: only the best trial's stay)
+    keep_trial_models: bool = False
 
 
 def tune_config(project: Project, kind: str) -> TuneConfig:
@@ -286,11 +288,40 @@ class _Loop:
             metrics = objective.evaluate_on_test(self.project, self.request.kind, slug, self.request.study)
             self.study.set_user_attr(_TEST_ATTR, {"number": best.number, "test_metrics": metrics})
         self._publish()
+        if not self.request.keep_trial_models:
+            self._drop_trial_models(best)
         done = self.study.user_attrs.get(_TEST_ATTR)
         best = table.best_trial(self.study)
         metrics = done["test_metrics"] if done and best is not None and done["number"] == best.number else None
         return table.write_results(self.project.outputs.results, self.study, self.tune_cfg, self.request.kind,
                                    self.request.model_name, metrics)
+
+
+    def _drop_trial_models(self, best: Any) -> None:
+        """Delete the final models and checkpoints of finished trials other than the best.
+
+        A 20-trial MiniLM study would otherwise keep 20 final models (~88 MB each) and their resume
+        checkpoints. Trials still RUNNING keep theirs (a later ``tune`` continues them), and so does the
+        best, which the test evaluation and ``--apply`` stand on; metrics files and manifests stay.
+        """
+        storage = self.project.storage
+        slugs = [t.user_attrs.get("slug") for t in self.study.get_trials(deepcopy=False)
+                 if t.state.is_finished() and (best is None or t.number != best.number)]
+        slugs = [slug for slug in slugs if slug]
+        if not slugs:
+            return
+        checkpoints = storage.listdir(layout.CHECKPOINTS) if storage.isdir(layout.CHECKPOINTS) else []
+        dropped = 0
+        for slug in slugs:
+            keys = [layout.final_model(slug)] + [f"{layout.CHECKPOINTS}/{name}" for name in checkpoints
+                                                 if name.startswith(f"{slug}-")]
+            for key in keys:
+                if storage.exists(key):
+                    storage.rm(key, recursive=True)
+                    dropped += 1
+        if dropped:
+            self.say(f"removed the models and checkpoints of {len(slugs)} finished trial(s) other than the best "
+                     "(--keep-trial-models keeps them)")
 
 
 def _end_with_parent() -> None:
