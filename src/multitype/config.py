@@ -162,9 +162,31 @@ class SplitConfig(_Strict):
         return self
 
 
+class LshConfig(_Strict):
+    """MinHash LSH of the fast near-duplicate search (multitype.data.neardup)."""
+
+    num_perm: Int = Field(160, ge=8, le=1024)
+    bands: Int = Field(32, ge=1)
+    # words in more than this share of the texts are left out of the MinHash sets
+    max_df: Float = Field(0.05, gt=0, le=1)
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _bands_divide(self) -> "LshConfig":
+        if self.bands > self.num_perm or self.num_perm % self.bands:
+            raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm}) into bands of equal "
+                             "size, e.g. num_perm: 160 with bands: 32 (5 values each)")
+        return self
+
+
 class LeakageConfig(_Strict):
     policy: Literal["drop", "warn", "fail"] = "drop"
     near_duplicate_threshold: Float = Field(0.9, gt=0, le=1)
+    # exact: all pairs by prefix filtering; lsh: MinHash candidates, each verified exactly;
+    # auto: exact below auto_lsh_from distinct texts, lsh from there on
+    method: Literal["auto", "exact", "lsh"] = "auto"
+    auto_lsh_from: Int = Field(20_000, ge=0)
+    lsh: LshConfig = Field(default_factory=LshConfig)
 
 
 class DataConfig(_Strict):
@@ -178,8 +200,17 @@ class DataConfig(_Strict):
     min_chars: Int = Field(1, ge=1)
     empty_texts: Literal["drop", "error"] = "drop"
     min_per_class: Int = Field(10, ge=1)
+    # threads and processes prepare uses (joblib convention: -1 = all cores); results do not depend on it
+    n_jobs: Int = -1
     split: SplitConfig = Field(default_factory=SplitConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("must be a positive number of workers or negative (-1 = all cores), not 0")
+        return v
 
     @field_validator("encoding")
     @classmethod

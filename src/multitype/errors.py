@@ -34,3 +34,7 @@ class Interrupted(Exception):
 
 class AwsError(UserError):
     """An AWS request that cannot be made or was refused: credentials, permissions, a bad request (names it)."""
+
+
+class RegistryError(UserError):
+    """A registry name, version, stage or index file that cannot be used (names it)."""

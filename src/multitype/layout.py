@@ -19,6 +19,8 @@ TRANSFORMER_SUMMARY = "results/transformer/transformer_summary.csv"
 REPORT = "results/report.md"
 REPORT_HTML = "results/report.html"
 ERRORS = "results/errors"
+# `multitype tune` / `sagemaker tune`: <study>.csv (one row per trial) and <study>.json (the summary)
+TUNING = "results/tuning"
 CHECKPOINTS = "models/checkpoints"
 FIGURES_DATA = "figures/data"
 FIGURES_RESULTS = "figures/results"
@@ -62,6 +64,16 @@ def errors_csv(model: str) -> str:
     return f"{ERRORS}/{model_slug(model)}.csv"
 
 
+def tuning_csv(study: str) -> str:
+    """``results/tuning/<study>.csv``: one row per trial of a study."""
+    return f"{TUNING}/{study}.csv"
+
+
+def tuning_summary(study: str) -> str:
+    """``results/tuning/<study>.json``: the study's space, counts, best trial and its test metrics."""
+    return f"{TUNING}/{study}.json"
+
+
 def checkpoint(slug: str, tag: str, folder: str = CHECKPOINTS) -> str:
     """``<folder>/<slug>-<tag>``; ``tag`` is ``step<N>``, ``epoch<k>`` or ``best``.
 
@@ -86,6 +98,25 @@ def deployed_model(name: str) -> str:
     return f"models/deploy/{name}/model.tar.gz"
 
 
+# the model registry (multitype.registry): one JSON index, each version's files beside it
+REGISTRY = "models/registry"
+REGISTRY_INDEX = f"{REGISTRY}/index.json"
+
+
+def registry_model(name: str, sha256: str) -> str:
+    """``models/registry/<name>/<first 16 hex of the model's sha256>``: a registered model's own copy.
+
+    Named by content, not by version number, so it can be written before the
+    index assigns the number (and two registrations of one model share it).
+    """
+    return f"{REGISTRY}/{name}/{sha256[:16]}"
+
+
+def registry_package(name: str, sha256: str) -> str:
+    """``models/registry/<name>/packages/<sha16>/model.tar.gz``: what a SageMaker model package points at."""
+    return f"{REGISTRY}/{name}/packages/{sha256[:16]}/model.tar.gz"
+
+
 def figure_data(name: str) -> str:
     return f"{FIGURES_DATA}/{name}.png"
 
@@ -105,6 +136,14 @@ def run_log(run_id: str, name: str) -> str:
 # inside a transformer's model folder (models/final/<slug>/), written by `multitype export onnx`
 ONNX_DIR = "onnx"
 ONNX_AGREEMENT = f"{ONNX_DIR}/agreement.json"
+
+
+TUNE_RUNS = f"{RUNS}/tune"
+
+
+def tune_study(study: str, name: str = "") -> str:
+    """``runs/tune/<study>/[name]``: the Optuna study (``study.db``, or a journal on S3 roots)."""
+    return f"{TUNE_RUNS}/{study}/{name}" if name else f"{TUNE_RUNS}/{study}"
 
 
 def onnx_model(quantized: bool = False) -> str:

@@ -142,6 +142,26 @@ def folder_hashes(folder: str | os.PathLike[str], name: str) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def folder_digest(folder: str | os.PathLike[str]) -> str:
+    """One sha256 over every file's relative path and bytes, in path order: a model folder's identity.
+
+    The publish marker (``_COMPLETE``) is left out, so a folder hashes the same
+    before and after :meth:`~multitype.storage.Storage.put_dir` publishes it.
+    ``serve`` reports the first 12 hex digits as the model's version; the
+    registry records the whole digest.
+    """
+    from multitype.storage import COMPLETE_MARKER
+
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER):
+        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def file_hashes(project: Project, keys: Iterable[str]) -> dict[str, str]:
     """sha256 of every file under each key (a file or a folder); missing keys are skipped."""
     storage = project.storage

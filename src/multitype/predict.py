@@ -18,9 +18,10 @@ import io
 import json
 import math
 import posixpath
+import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,10 @@ INPUT_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _open_file(project: Project, location: str) -> tuple[Storage, str]:
     """``(storage, key)`` for a local path or an ``s3://`` URL of one file (its parent is the root)."""
     cfg = project.configs.project
@@ -50,14 +55,26 @@ def _open_file(project: Project, location: str) -> tuple[Storage, str]:
     return Storage(str(path.parent)), path.name
 
 
-def model_place(project: Project, model: str) -> Place:
-    """The model folder as a :class:`Place`: a local folder, an ``s3://`` URL, or a key under the root.
+def model_place(project: Project, model: str, echo: Callable[[str], None] | None = None) -> Place:
+    """The model folder as a :class:`Place`: a local folder, an ``s3://`` URL, a key under the root, or a
+    registry version (``registry:NAME`` for its production version, ``registry:NAME:K`` for version K).
+
+    This is where ``predict``, ``export onnx``, ``serve`` and ``sagemaker deploy`` turn a model argument
+    into a folder; a registry version is named on ``echo`` (default: stderr) as it is resolved.
 
     Raises
     ------
     ModelError
         No such folder.
+    RegistryError
+        No such registry name or version, no production version, or an invalid registry index.
     """
+    from multitype.registry.ops import PREFIX, resolve
+
+    if model.startswith(PREFIX):
+        resolved = resolve(project.storage, model)
+        (echo or _stderr)(resolved.describe(model))
+        return resolved.place
     cfg = project.configs.project
     if is_remote(model):
         storage = Storage(model.rstrip("/"), endpoint_url=cfg.storage.endpoint_url or project.storage.endpoint_url,

@@ -4,7 +4,8 @@ Everything is rebuilt from the ``*_metrics.json`` files present under
 ``results/baseline`` and ``results/transformer`` (same schema), so the report
 always agrees with them: intervals and paired tests (:mod:`multitype.compare`),
 misclassified texts (:mod:`multitype.error_analysis`, ``results/errors/``),
-learning curves and reliability diagrams (:mod:`multitype.report_figures`),
+learning curves and reliability diagrams (:mod:`multitype.report_figures`), one "Tuning" block per
+study under ``results/tuning`` (:mod:`multitype.tuning.report_section`),
 and ``results/report.html`` with the figures embedded (:mod:`multitype.report_html`).
 Figure links in the Markdown are relative, so the
 report renders wherever the root is synced to.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import posixpath
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from multitype.project import Project
 from multitype.report_html import render_html
 from multitype.results import KINDS, load_records, metrics_keys, write_summary
 from multitype.storage import Storage
+from multitype.tuning.report_section import tuning_section
 
 COMPARISON = "model_comparison"
 OVERLAY = "learning_curves"  # one figure for every transformer
@@ -326,13 +328,15 @@ def _data_figures(storage: Storage) -> list[str]:
     return lines
 
 
-def build_report(project: Project) -> str:
+def build_report(project: Project, warn: Callable[[str], None] | None = None) -> str:
     """Rebuild the summaries, draw the figures, write the error lists, ``results/report.md`` and ``report.html``.
 
     Parameters
     ----------
     project : Project
         The root to read metrics from and write the report into.
+    warn : callable, optional
+        Told each tuning study skipped because its files break the tuning contract (the report says so too).
 
     Returns
     -------
@@ -382,6 +386,12 @@ def build_report(project: Project) -> str:
     lines += _errors_section(records, error_keys)
     lines += _training_section(records, curves)
     lines += _calibration_section(records, bins, calibration)
+    tuning = tuning_section(storage, seed, _link)
+    lines += tuning.lines
+    outputs += tuning.outputs
+    if warn is not None:
+        for problem in tuning.problems:
+            warn(problem)
     audit = read_current(storage, layout.AUDIT)  # the committed set, even after a prepare cut short
     if audit is not None or storage.listdir(layout.FIGURES_DATA):
         lines += _audit_section(json.loads(audit)) if audit is not None else ["## Data", ""]
@@ -389,6 +399,7 @@ def build_report(project: Project) -> str:
     lines += ["## Sources", ""]
     lines += [f"- [{key}]({_link(key)})" for kind in KINDS for key in [*metrics_keys(storage, kind), KINDS[kind][1]]
               if storage.exists(key)]
+    lines += [f"- [{key}]({_link(key)})" for key in tuning.inputs]
     markdown = "\n".join(lines).rstrip() + "\n"
     storage.write_text(layout.REPORT, markdown)
     storage.write_text(layout.REPORT_HTML, render_html(markdown, storage))
@@ -396,6 +407,7 @@ def build_report(project: Project) -> str:
     inputs = [key for kind in KINDS for key in metrics_keys(storage, kind)]
     if audit is not None:
         inputs.append(layout.AUDIT)
+    inputs += tuning.inputs
     write_manifest(project, inputs=inputs, outputs=outputs, extra={
         "models": [r["model"] for r in records], "best": analysis.best, "single_best": analysis.single_best,
         "tied": analysis.tied})

@@ -26,12 +26,19 @@ KINDS: dict[str, tuple[str, str]] = {
 
 
 def load_records(storage: Storage, kind: str) -> dict[str, dict[str, Any]]:
-    """Every ``*_metrics.json`` of ``kind`` (``baseline`` or ``transformer``), by file stem, sorted."""
+    """Every ``*_metrics.json`` of ``kind`` (``baseline`` or ``transformer``), by file stem, sorted.
+
+    Tuning trials (records with ``tuning``) scored on val only are left out: they are not test results. The
+    study's best trial, evaluated on test at the end of ``multitype tune``, is in.
+    """
     folder, _ = KINDS[kind]
     records = {}
     for name in storage.listdir(folder):
         if name.endswith(METRICS_SUFFIX) and not name.startswith("."):
-            records[name[: -len(METRICS_SUFFIX)]] = storage.read_json(f"{folder}/{name}")
+            record = storage.read_json(f"{folder}/{name}")
+            if record.get("tuning") and "test" not in record.get("splits", {}):
+                continue
+            records[name[: -len(METRICS_SUFFIX)]] = record
     return records
 
 

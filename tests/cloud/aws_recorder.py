@@ -172,8 +172,11 @@ def load(path: str | Path) -> list[Call]:
 # --- resources and context keys of a call -----------------------------------------------------------
 LOG_STREAM_OPERATIONS = {"CreateLogStream", "PutLogEvents", "GetLogEvents"}
 # SageMaker parameter naming a resource -> its ARN's resource type, the first one present wins
-SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("EndpointName", "endpoint"),
-                       ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"))
+SAGEMAKER_RESOURCES = (("TrainingJobName", "training-job"), ("ProcessingJobName", "processing-job"),
+                       ("EndpointName", "endpoint"),
+                       ("EndpointConfigName", "endpoint-config"), ("ModelName", "model"),
+                       ("HyperParameterTuningJobName", "hyper-parameter-tuning-job"),
+                       ("ModelPackageGroupName", "model-package-group"), ("ModelPackageArn", ""))
 # an EC2 call expanded per resource carries it as params "_resource" ("<type>/<id>") and its request's
 # condition keys as "_context"
 
@@ -199,6 +202,8 @@ def target(call: Call, region: str, account: str,
         context = {f"aws:RequestTag/{t['Key']}": t["Value"] for t in p.get("Tags", [])}
         for key, kind in SAGEMAKER_RESOURCES:  # CreateEndpoint names two: see :func:`expand`
             if p.get(key):
+                if not kind:  # the parameter is the ARN itself (UpdateModelPackage's ModelPackageArn)
+                    return str(p[key]), context
                 return f"arn:aws:sagemaker:{region}:{account}:{kind}/{str(p[key]).lower()}", context
         return "*", context
     if call.service == "logs":

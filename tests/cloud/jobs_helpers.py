@@ -53,16 +53,19 @@ def hook(service: str, event: str, handler: Callable[..., Any], max_attempts: in
 
 
 @contextlib.contextmanager
-def edit_describe(edit: Callable[[dict[str, Any], int], None]) -> Iterator[list[int]]:
-    """Alter each parsed DescribeTrainingJob answer with ``edit(parsed, call_number)`` (1-based); yields the count."""
+def edit_describe(edit: Callable[[dict[str, Any], int], None], api: str = "TrainingJob") -> Iterator[list[int]]:
+    """Alter each parsed Describe<api> answer with ``edit(parsed, call_number)`` (1-based); yields the count.
+
+    ``api="ProcessingJob"`` edits DescribeProcessingJob (moto creates those Completed too).
+    """
     calls = [0]
 
     def handler(parsed: dict[str, Any], **_: Any) -> None:
-        if "TrainingJobStatus" in parsed:  # not an error answer
+        if f"{api}Status" in parsed:  # not an error answer
             calls[0] += 1
             edit(parsed, calls[0])
 
-    with hook("sagemaker", "after-call.sagemaker.DescribeTrainingJob", handler):
+    with hook("sagemaker", f"after-call.sagemaker.Describe{api}", handler):
         yield calls
 
 
@@ -73,10 +76,10 @@ def set_status(status: str, **fields: Any) -> Callable[[dict[str, Any], int], No
     return edit
 
 
-def put_lines(job: str, host: str, lines: list[tuple[int, str]], epoch: str = "1733050000") -> str:
+def put_lines(job: str, host: str, lines: list[tuple[int, str]], epoch: str = "1733050000",
+              group: str = "/aws/sagemaker/TrainingJobs") -> str:
     """Put ``(timestamp ms, message)`` events into the job's stream for ``host`` in moto's CloudWatch Logs."""
     logs = aws.client("logs", AwsConfig())
-    group = "/aws/sagemaker/TrainingJobs"
     if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
         logs.create_log_group(logGroupName=group)
     stream = f"{job}/{host}-{epoch}"

@@ -90,8 +90,14 @@ def test_launcher_limits_jobs_passrole_and_instances() -> None:
                                 "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeInstances",
                                 "ec2:DescribeLaunchTemplateVersions", "ec2:DescribeSpotInstanceRequests",
                                 "ec2:DescribeSpotPriceHistory", "pricing:GetProducts", "sagemaker:ListEndpoints",
-                                "sagemaker:ListTrainingJobs",
+                                "sagemaker:ListProcessingJobs", "sagemaker:ListTrainingJobs",
                                 "sts:GetCallerIdentity"]
+    # sagemaker prepare: processing jobs named multitype-*, created only with the project's tag
+    processing = "arn:aws:sagemaker:us-east-1:123456789012:processing-job/multitype-*"
+    assert by_sid["LaunchProcessingJobs"]["Resource"] == [processing] == by_sid["ManageProcessingJobs"]["Resource"]
+    assert by_sid["LaunchProcessingJobs"]["Condition"] == by_sid["LaunchTrainingJobs"]["Condition"]
+    assert by_sid["ManageProcessingJobs"]["Action"] == ["sagemaker:DescribeProcessingJob",
+                                                        "sagemaker:StopProcessingJob"]
     assert by_sid["DescribeEc2"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
     assert by_sid["DescribeServeTemplates"]["Condition"] == {"StringEquals": {"ec2:Region": "us-east-1"}}
     assert by_sid["DescribeServeGroups"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}

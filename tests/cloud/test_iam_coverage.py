@@ -5,8 +5,8 @@ operation (botocore's ``provide-client-params`` event) of three principals:
 
 - the launcher (in-process, :func:`aws_recorder.recording`): ``sync push
   --delete``, ``sagemaker launch``/``list``/``status``/``logs``/``collect``,
-  ``sagemaker deploy``/``endpoints``/``invoke``/``undeploy`` (of the baseline
-  trained on the S3 root below),
+  ``sagemaker deploy``/``endpoints``/``invoke``/``undeploy`` and ``registry add
+  --sagemaker``/``promote`` (of the baseline trained on the S3 root below),
   ``iam policy launcher``, ``cost budget create``, ``cost refresh`` (Price List
   API and spot price history), ``sync archive --yes``, ``doctor`` (STS, the
   bucket round trip, IAM reads, Budgets, EC2 and SageMaker listings), ``sync
@@ -55,7 +55,7 @@ import yaml
 
 from multitype.cloud import iam
 from tests.cloud import aws_recorder as rec
-from tests.cloud.jobs_helpers import put_lines
+from tests.cloud.jobs_helpers import edit_describe, put_lines
 from tests.cloud.launch_helpers import make_project
 from tests.cloud.test_sagemaker_deploy import queue_invoke_answer
 
@@ -333,12 +333,16 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     for kind in ("sagemaker-role", "ec2-profile"):  # so that doctor reads real roles (admin step: not recorded)
         assert cli("iam", "policy", kind, "--create", "--config-dir", configs).exit_code == 0
     s3_server.client().put_object(Bucket=bucket, Key="team/proj/results/stale.json", Body=b"{}")  # --delete's
+    raw = f"{remote}/data/raw/news.jsonl"  # the raw data of `sagemaker prepare`, pushed by the sync below
+    (root / "data" / "raw").mkdir(parents=True, exist_ok=True)
+    (root / "data" / "raw" / "news.jsonl").write_text('{"text": "Shares fell.", "label": "business"}\n')
 
     prices = contextlib.ExitStack()
     monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", prices.enter_context(price_list_api()))
     with prices, rec.recording(monkeypatch) as launcher_calls:
         for args in (["sync", "push", "--local", root, "--remote", remote, "--delete", "--config-dir", configs],
                      ["sagemaker", "launch", "--model-name", "minilm", *where],
+                     ["sagemaker", "prepare", "--input", raw, *where],
                      ["sagemaker", "list", *where],
                      ["iam", "policy", "launcher", "--config-dir", configs],
                      ["cost", "budget", "create", "--amount", "50", "--email", "ops@example.com", *where]):
@@ -348,10 +352,17 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
         fleet = _autoscale_flow(cli, where, configs)
         job = next(c.params["TrainingJobName"] for c in launcher_calls if c.operation == "CreateTrainingJob")
         put_lines(job, "algo-1", [(1764583200000, "METRIC val_accuracy=0.5")])  # the job's log (test setup)
+        prepared = next(c.params["ProcessingJobName"] for c in launcher_calls
+                        if c.operation == "CreateProcessingJob")
+        put_lines(prepared, "algo-1", [(1764583200000, "prepared")], group=iam.PROCESSING_LOG_GROUP)
+        with edit_describe(lambda parsed, _: parsed.update(ProcessingJobStatus="InProgress"), "ProcessingJob"):
+            assert cli("sagemaker", "prepare", "stop", prepared, *where).exit_code == 0  # moto: Completed
         # moto has no model.tar.gz for the job and no Price List API, SeaweedFS no lifecycle rules: these may
         # answer an error, after making their calls
         for args in (["sync", "archive", "--remote", remote, "--yes", "--config-dir", configs],
                      ["sagemaker", "status", job, *where], ["sagemaker", "logs", job, *where],
+                     ["sagemaker", "prepare", "status", prepared, *where],
+                     ["sagemaker", "prepare", "logs", prepared, *where],
                      ["sagemaker", "collect", job, *where],
                      ["cost", "refresh", *where],
                      ["doctor", "--json", "--local", root, *where],
@@ -369,7 +380,10 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
     with rec.recording(monkeypatch) as deploy_calls:
         for args in (["sagemaker", "deploy", "logreg", *on_remote], ["sagemaker", "endpoints", *on_remote],
                      ["sagemaker", "invoke", "multitype-logreg", "--text", "Shares fell.", *on_remote],
-                     ["sagemaker", "undeploy", "multitype-logreg", "--yes", *on_remote]):
+                     ["sagemaker", "undeploy", "multitype-logreg", "--yes", *on_remote],
+                     # the registry's SageMaker mirror: a model package group and package, then its approval
+                     ["registry", "add", "models/final/logreg", "--name", "news", "--sagemaker", *on_remote],
+                     ["registry", "promote", "news:1", "--stage", "production", *on_remote]):
             res = cli(*args)
             assert res.exit_code == 0, (args, res.stderr)
     launcher_calls += deploy_calls
@@ -383,18 +397,23 @@ def test_recorded_flows_are_allowed_and_nothing_broader(cli, s3_server, aws_env,
                      "logs:DescribeLogStreams", "iam:GetInstanceProfile",
                      "s3:GetBucketLifecycleConfiguration", "sagemaker:CreateTrainingJob",
                      "sagemaker:DescribeTrainingJob", "sagemaker:ListTrainingJobs", "sts:GetCallerIdentity",
+                     "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                     "sagemaker:StopProcessingJob",
                      "iam:GetRole", "iam:GetRolePolicy", "iam:GetInstanceProfile", "budgets:CreateBudget",
                      "budgets:DescribeBudgets", "budgets:DescribeNotificationsForBudget", "pricing:GetProducts",
                      "ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances", "logs:GetLogEvents",
                      "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
                      "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:ListEndpoints",
                      "sagemaker:InvokeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig",
-                     "sagemaker:DeleteModel"):
+                     "sagemaker:DeleteModel", "sagemaker:DescribeModelPackageGroup",
+                     "sagemaker:CreateModelPackageGroup", "sagemaker:CreateModelPackage",
+                     "sagemaker:UpdateModelPackage"):
         assert expected in operations, (expected, sorted(operations))
     scope = _scope(bucket)
     launcher = iam.policy("launcher", scope)
     _check(launcher, ours, tags={**ec2_tags, fleet: {iam.PROJECT_TAG: PROJECT}})
-    for call in (c for c in ours if c.operation in ("CreateTrainingJob", "CreateModel")):  # the role handed over
+    for call in (c for c in ours if c.operation in ("CreateTrainingJob", "CreateProcessingJob",
+                                                    "CreateModel")):  # the role handed over
         role = call.params.get("RoleArn") or call.params["ExecutionRoleArn"]
         assert rec.allowed(launcher, "iam:PassRole", role,
                            {"iam:PassedToService": "sagemaker.amazonaws.com"})

@@ -16,7 +16,8 @@ import traceback
 import typer
 import typer.main
 
-from multitype.cli import autoscale, cost, doctor, ec2, export, iam, pipeline, sagemaker, serve, sync, train
+from multitype.cli import (autoscale, cost, doctor, ec2, export, iam, pipeline, registry, sagemaker, serve, sync, train,
+                           tune)
 from multitype.errors import Interrupted, UserError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 pipeline.register(app)
 app.add_typer(train.app, name="train")
+app.add_typer(tune.app, name="tune")
 app.add_typer(sync.app, name="sync")
 app.add_typer(sagemaker.app, name="sagemaker")
 app.add_typer(ec2.app, name="ec2")
@@ -35,6 +37,7 @@ app.add_typer(cost.app, name="cost")
 app.add_typer(iam.app, name="iam")
 app.add_typer(autoscale.app, name="autoscale")
 app.add_typer(export.app, name="export")
+app.add_typer(registry.app, name="registry")
 doctor.register(app)
 serve.register(app)
 

@@ -48,7 +48,8 @@ def report(root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
     from multitype import layout
     from multitype.report import build_report
 
-    key = build_report(proj)
+    key = build_report(proj, warn=lambda message: console.print(f"warning: {message}", markup=False,
+                                                                highlight=False, soft_wrap=True))
     console.print(f"report: {key} (and {layout.REPORT_HTML}, figures embedded)")
 
 

@@ -1,4 +1,5 @@
-"""``multitype sagemaker launch|status|logs|stop|list|collect``: training jobs on Amazon SageMaker."""
+"""``multitype sagemaker launch|status|logs|stop|list|collect|tune``: training and tuning jobs on Amazon SageMaker
+(``prepare``: processing jobs)."""
 
 from __future__ import annotations
 
@@ -234,6 +235,132 @@ def job_collect(job: JobArg = None,
           "'multitype report' compares them with the local runs")
 
 
+# --- tune ---------------------------------------------------------------------------------------
+tune_app = typer.Typer(help="Automatic model tuning: the tune: search space of models_transformer.yaml as a "
+                            "SageMaker hyperparameter tuning job; 'tune status|stop|collect NAME' follow it.")
+app.add_typer(tune_app, name="tune")
+TuningArg = Annotated[str, typer.Argument(help="Tuning job name (multitype-<model>-<yymmddHHMM>).",
+                                          show_default=False)]
+
+
+@tune_app.callback(invoke_without_command=True)
+def tune_launch(
+    ctx: typer.Context,
+    model_name: Annotated[Optional[str], typer.Option("--model-name", help="The transformer to tune (default: models_transformer.yaml's model_name).")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name of results/tuning/<study>.csv|json [default: the model name].")] = None,
+    max_jobs: Annotated[int, typer.Option("--max-jobs", help="Training jobs (trials) in all.")] = 20,
+    max_parallel_jobs: Annotated[int, typer.Option("--max-parallel-jobs", help="Trials at a time (at most --max-jobs).")] = 4,
+    instance_type: Annotated[Optional[str], typer.Option("--instance-type", help="Training instance type of each trial (default: aws.sagemaker.instance_type).")] = None,
+    spot: Annotated[Optional[bool], typer.Option("--spot/--on-demand", help="Managed spot training (default: aws.sagemaker.spot).")] = None,
+    max_run: Annotated[Optional[int], typer.Option("--max-run", min=1, help="MaxRuntimeInSeconds of each trial (default: aws.sagemaker.max_run).")] = None,
+    max_wait: Annotated[Optional[int], typer.Option("--max-wait", min=1, help="MaxWaitTimeInSeconds of each trial, spot only, >= --max-run.")] = None,
+    volume_gb: Annotated[Optional[int], typer.Option("--volume-gb", min=1, help="EBS volume per trial, GB.")] = None,
+    image_uri: Annotated[Optional[str], typer.Option("--image-uri", help="Training image (default: the AWS PyTorch training image from sagemaker-core's catalog).")] = None,
+    role: Annotated[Optional[str], typer.Option("--role", help="Execution role ARN (default: SAGEMAKER_ROLE, else aws.sagemaker_role).")] = None,
+    remote: Annotated[Optional[str], typer.Option("--remote", help="S3 root of the trials (default: storage.remote).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the validated request as JSON; upload and start nothing.")] = False,
+    budget: Annotated[Optional[float], typer.Option("--budget", help="USD: refuse when --max-jobs x the estimate of one trial is above it (default: aws.budget_usd).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Start even when the estimate is above the budget.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Poll until the tuning job ends; exit 1 if it Failed, 143 if Stopped.")] = False,
+    poll_seconds: PollOpt = 60.0,
+    root: RootOpt = None,
+    config_dir: ConfigDirOpt = "configs",
+) -> None:
+    """Start a SageMaker hyperparameter tuning job (Bayesian, early stopping on) over the tune: space."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from multitype.cloud.sagemaker import tune
+
+    proj = project("sagemaker tune", root, config_dir)
+    opts = tune.TuneOptions(model_name=model_name, study=study, max_jobs=max_jobs,
+                            max_parallel_jobs=max_parallel_jobs, spot=spot, max_run=max_run, max_wait=max_wait,
+                            instance_type=instance_type, volume_gb=volume_gb, image_uri=image_uri, role=role,
+                            remote=remote, dry_run=dry_run, budget=budget, force=force)
+    result = tune.launch_tuning(proj, opts, config_dir=config_dir, echo=_note)
+    if dry_run:
+        typer.echo(json.dumps(result.request, indent=2))
+        _note("(dry run) nothing uploaded or started")
+        return
+    typer.echo(result.name)
+    if wait:
+        from multitype.cloud.sagemaker import jobs, tune_jobs
+
+        final = tune_jobs.wait(proj.configs.project.aws, result.name, poll_seconds=poll_seconds, echo=_note)
+        if jobs.EXIT_CODES.get(final, 1):
+            raise typer.Exit(jobs.EXIT_CODES.get(final, 1))
+
+
+@tune_app.command("status")
+def tune_status(name: TuningArg, as_json: JsonOpt = False, root: RootOpt = None,
+                config_dir: ConfigDirOpt = "configs") -> None:
+    """State, trials by state, the best so far and every trial's objective value and parameters."""
+    from multitype.cloud.sagemaker import tune, tune_jobs
+
+    proj = project("sagemaker tune status", root, config_dir)
+    info = tune_jobs.summary(proj.configs.project.aws, name, tune.record_of(proj, name))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in info["counts"].items())
+    best = info["best"]
+    head = Table(title=f"tuning job {name}", show_header=False, title_justify="left")
+    head.add_column("field", style="bold")
+    head.add_column("value")
+    for field, value in (("status", info["status"]),
+                         ("objective", f"{info['objective']['direction']} {info['objective']['metric']}"),
+                         ("trials", f"{len(info['trials'])} of {info['max_jobs']} ({counts})"),
+                         ("best so far", f"{best['slug']}: {best['value']:.6g}" if best else "-"),
+                         ("failure reason", info["failure_reason"] or "-")):
+        head.add_row(field, Text(str(value)))
+    _out().print(head)
+    if info["trials"]:
+        names = sorted({n for r in info["trials"] for n in r["params"]})
+        table = Table()
+        for column in ("#", "training job", "state", "value", "time", *names):
+            table.add_column(column)
+        for r in info["trials"]:
+            table.add_row(str(r["number"]), Text(r["slug"]), r["state"],
+                          "-" if r["value"] is None else f"{r['value']:.6g}", duration(r["seconds"]),
+                          *[Text(str(r["params"].get(n, "-"))) for n in names])
+        _out().print(table)
+
+
+@tune_app.command("stop")
+def tune_stop(name: TuningArg, root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """Stop a tuning job and its running trials. Already stopping/stopped: exit 0; Completed/Failed: exit 2."""
+    from multitype.cloud.sagemaker import tune_jobs
+
+    proj = project("sagemaker tune stop", root, config_dir)
+    _note(tune_jobs.stop(proj.configs.project.aws, name))
+
+
+@tune_app.command("collect")
+def tune_collect(name: TuningArg,
+                 study: Annotated[Optional[str], typer.Option("--study", help="Study name [default: the one it was launched with, else the tuning job's name].")] = None,
+                 apply: Annotated[bool, typer.Option("--apply", help="Write the best parameters into models_transformer.yaml as models.<model>.<param>.")] = False,
+                 root: RootOpt = None, config_dir: ConfigDirOpt = "configs") -> None:
+    """Every trial's metrics to results/tuning/<study>.csv|json; the best trial's model, evaluated once on test."""
+    from multitype.cloud.sagemaker import tune, tune_jobs
+
+    proj = project("sagemaker tune collect", root, config_dir)
+    if study is not None:
+        tune.check_options(tune.TuneOptions(study=study))
+    doc = tune_jobs.collect(proj.storage, proj.configs.project.aws, name, tune.record_of(proj, name), study=study,
+                            endpoint_url=proj.storage.endpoint_url, echo=_note)
+    if apply:
+        from multitype.storage import storage_options
+        from multitype.tuning.apply import apply_best
+
+        if doc["best"] is None:
+            _note("no completed trial: nothing to apply")
+            return
+        changed = apply_best(config_dir, "transformer", doc["model_name"], doc["best"]["params"],
+                             storage_options(config_dir, proj.storage.endpoint_url,
+                                             proj.configs.project.aws.profile))
+        for line in changed or ["models_transformer.yaml already holds the best parameters"]:
+            _note(line)
+
+
 # --- deploy, invoke, undeploy, endpoints ----------------------------------------------------------
 EndpointArg = Annotated[str, typer.Argument(help="Endpoint name (multitype-...).", show_default=False)]
 
@@ -358,3 +485,9 @@ def endpoint_list(
     for r in rows:
         table.add_row(Text(r["endpoint"]), str(r["status"]), str(r["created"] or "-"))
     _out().print(table)
+
+
+# --- prepare: SageMaker Processing ---------------------------------------------------------------
+from multitype.cli.sagemaker_prepare import app as prepare_app  # noqa: E402 - a sub-group of this app
+
+app.add_typer(prepare_app, name="prepare")

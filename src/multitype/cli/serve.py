@@ -22,7 +22,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from multitype.cli._common import ConfigDirOpt, console
+from multitype.cli._common import ConfigDirOpt, RootOpt, console
 from multitype.errors import UserError
 
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
@@ -67,7 +67,7 @@ def _endpoint(config_dir: str) -> tuple[Optional[str], Optional[str]]:
 
 
 def serve(
-    model: Annotated[str, typer.Option("--model", help="A model folder (models/final/<name>), local or s3://.")],
+    model: Annotated[str, typer.Option("--model", help="A model folder (models/final/<name>), local or s3://, or registry:NAME (its production version) / registry:NAME:VERSION.")],
     host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 for every interface (containers).")] = "127.0.0.1",
     port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port (default 8080; SAGEMAKER_BIND_TO_PORT wins when set).")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes, each with its own copy of the model.")] = 1,
@@ -82,6 +82,7 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level: critical, error, warning, info, debug.")] = "info",
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="One log line per request.")] = True,
     config_dir: ConfigDirOpt = "configs",
+    root: RootOpt = None,
 ) -> None:
     """Serve a model over HTTP: /predict, /health, /metrics, and SageMaker's /ping and /invocations."""
     # before torch loads (its OpenMP runtime reads this once): OpenMP threads that busy-wait between
@@ -108,19 +109,30 @@ def serve(
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
     with contextlib.ExitStack() as stack:
-        local = _local_model(stack, model, config_dir, backend)
+        local = _local_model(stack, model, config_dir, backend, root)
         settings = ServeSettings(model=str(local), max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                  max_queue=max_queue, request_timeout_s=timeout_s, max_texts=max_texts,
                                  max_text_chars=max_text_chars, max_body_bytes=max_body_bytes, backend=backend)
         _run(settings, model, host, bind_port, workers, log_level, access_log, stack)
 
 
-def _local_model(stack: contextlib.ExitStack, model: str, config_dir: str, backend: str = "torch") -> Path:
-    """A local folder with the model: itself, or a temporary copy of an ``s3://`` folder (removed at exit)."""
+def _local_model(stack: contextlib.ExitStack, model: str, config_dir: str, backend: str = "torch",
+                 root: Optional[str] = None) -> Path:
+    """A local folder with the model: itself, a temporary copy of an ``s3://`` folder (removed at exit), or the
+    version a ``registry:`` reference names in the root's registry."""
     from multitype.errors import ModelError
     from multitype.predictor import check_backend_files
+    from multitype.registry import PREFIX
     from multitype.storage import Storage, is_remote
 
+    if model.startswith(PREFIX):
+        from multitype.predict import model_place
+        from multitype.project import open_project
+
+        place = model_place(open_project(root, config_dir, "serve"), model,
+                            echo=lambda line: console.print(line, soft_wrap=True, highlight=False, markup=False))
+        check_backend_files(place.storage, model, backend, place.key)
+        return stack.enter_context(place.storage.local_dir(place.key))
     if not is_remote(model):
         return Path(model.removeprefix("file://")).expanduser().resolve()
     endpoint, profile = _endpoint(config_dir)

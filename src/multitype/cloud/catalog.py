@@ -82,6 +82,26 @@ def check_instance_type(instance_type: str) -> str:
     raise AwsError(f"instance type {instance_type!r} is not a SageMaker training instance type; {hint}")
 
 
+def processing_instance_types() -> tuple[str, ...]:
+    """Every instance type a SageMaker Processing job can run on (botocore's ``ProcessingInstanceType`` enum)."""
+    return service_enum("sagemaker", "ProcessingInstanceType")
+
+
+def check_processing_instance_type(instance_type: str) -> str:
+    """``instance_type`` if a SageMaker Processing job can run on it.
+
+    Raises
+    ------
+    AwsError
+        Not a processing instance type; the message suggests the nearest names.
+    """
+    known = processing_instance_types()
+    if instance_type in known:
+        return instance_type
+    hint = nearest_hint(instance_type, known, "see 'aws sagemaker create-processing-job help'")
+    raise AwsError(f"instance type {instance_type!r} is not a SageMaker Processing instance type; {hint}")
+
+
 def hosting_instance_types() -> tuple[str, ...]:
     """Every instance type a SageMaker endpoint can run on (botocore's ``ProductionVariantInstanceType`` enum)."""
     return service_enum("sagemaker", "ProductionVariantInstanceType")

@@ -354,7 +354,7 @@ def check_budget(estimate_usd: float, budget_usd: float | None, *, force: bool, 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--deadline") -> float:
     """Hours in ``"4h"``, ``"90m"``, ``"1h30m"``, ``"2d"``, ``"3600s"`` or a bare number of hours.
 
     Raises
@@ -368,11 +368,11 @@ def parse_duration(text: str) -> float:
     except ValueError:
         match = _DURATION.match(value)
         if not value or match is None or not any(match.groups()):
-            raise UserError(f"--deadline {text!r} is not a duration; write e.g. 4h, 90m, 1h30m, 2d") from None
+            raise UserError(f"{option} {text!r} is not a duration; write e.g. 4h, 90m, 1h30m, 2d") from None
         d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
         hours = d * 24 + h + m / 60 + s / 3600
     if hours <= 0:
-        raise UserError(f"--deadline {text!r} must be above zero")
+        raise UserError(f"{option} {text!r} must be above zero")
     return hours
 
 

@@ -20,14 +20,16 @@ testable offline need, each with its reason:
   ``/aws/sagemaker/TrainingJobs``, training metrics, and ECR pull for the AWS
   Deep Learning Container images (account 763104351884); an endpoint of
   ``sagemaker deploy`` runs with it too: ``model.tar.gz`` under the prefix, the
-  inference image, and its logs in ``/aws/sagemaker/Endpoints/multitype-*``.
+  inference image, and its logs in ``/aws/sagemaker/Endpoints/multitype-*``;
+  so does a processing job of ``sagemaker prepare`` (its logs in
+  ``/aws/sagemaker/ProcessingJobs``).
 - ``ec2-profile``: what the instance's user data and training need: S3 on the
   prefix, CloudWatch Logs for ``/multitype/ec2``, and cancelling its own
   persistent spot request after a success or a failure (spot requests tagged
   ``multitype:project`` with the project's name; finding it is a List action,
   which IAM scopes to the region only).
 - ``launcher``: what the laptop user needs for every multitype command (sync,
-  training on an S3 root, SageMaker and EC2 launches, logs, cost, budgets,
+  training on an S3 root, SageMaker training and processing jobs, EC2 launches, logs, cost, budgets,
   doctor, endpoints: models, endpoint configs and endpoints named
   ``multitype-*``, created only with the project tag), with ``iam:PassRole`` limited to the two roles, EC2 instances,
   volumes and spot requests created, tagged and terminated only with the
@@ -64,6 +66,7 @@ from multitype.storage import is_remote, split_s3_url
 KINDS = ("sagemaker-role", "ec2-profile", "launcher", "trust")
 TRUST_FOR = {"sagemaker": "sagemaker.amazonaws.com", "ec2": "ec2.amazonaws.com"}
 SAGEMAKER_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"  # `sagemaker prepare`'s jobs
 EC2_LOG_GROUP = "/multitype/ec2"
 JOB_PREFIX = "multitype-"
 PROJECT_TAG = "multitype:project"
@@ -116,6 +119,16 @@ REASONS: dict[str, str] = {
     "ecr:BatchCheckLayerAvailability": "SageMaker pulls the Deep Learning Container image with the role",
     "sagemaker:StopTrainingJob": "sagemaker stop (moto implements no StopTrainingJob, so no offline flow makes it)",
     "sagemaker:AddTags": "CreateTrainingJob with Tags needs AddTags on the job (tag on create)",
+    "sagemaker:CreateHyperParameterTuningJob": "sagemaker tune (tests/cloud/test_sagemaker_tune_launch.py sends it "
+                                               "to moto; the recorded flows do not tune)",
+    "sagemaker:DescribeHyperParameterTuningJob": "sagemaker tune status|stop|collect (tests/cloud/"
+                                                 "test_sagemaker_tune_jobs.py)",
+    "sagemaker:ListTrainingJobsForHyperParameterTuningJob": "sagemaker tune status|collect (moto lacks it: "
+                                                            "answered at our client in test_sagemaker_tune_jobs.py)",
+    "sagemaker:StopHyperParameterTuningJob": "sagemaker tune stop (moto lacks it: answered at our client in "
+                                             "test_sagemaker_tune_jobs.py)",
+    "sagemaker:ListProcessingJobs": "'sagemaker prepare status' of a missing job points to 'aws sagemaker "
+                                    "list-processing-jobs'",
     "iam:PassRole": "CreateTrainingJob and RunInstances hand the role to SageMaker and EC2",
     "ec2:CreateTags": "RunInstances with TagSpecifications needs CreateTags on the new resources",
     "iam:CreateServiceLinkedRole": "the first Auto Scaling group of an account creates AWSServiceRoleForAutoScaling "
@@ -264,6 +277,7 @@ def sagemaker_role_policy(scope: Scope) -> dict[str, Any]:
     return {"Version": VERSION, "Statement": [
         *_s3(scope, JOB_DELETES, "ProjectS3"),
         _logs_write(scope, SAGEMAKER_LOG_GROUP, "TrainingJobLogs"),
+        _logs_write(scope, PROCESSING_LOG_GROUP, "ProcessingJobLogs"),
         # an endpoint of `sagemaker deploy` runs with this role too: its container logs go to its own group
         _logs_write(scope, f"{ENDPOINT_LOG_GROUP}/{ENDPOINT_PREFIX}*", "EndpointLogs"),
         _statement("TrainingJobMetrics", ["cloudwatch:PutMetricData"], "*",
@@ -329,8 +343,13 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
     """The policy of the user (or CI) that runs multitype commands from a laptop."""
     bucket = f"arn:aws:s3:::{scope.bucket}"
     jobs = f"arn:aws:sagemaker:{scope.region}:{scope.account}:training-job/{JOB_PREFIX}*"
+    tuning = f"arn:aws:sagemaker:{scope.region}:{scope.account}:hyper-parameter-tuning-job/{JOB_PREFIX}*"
+    processing = f"arn:aws:sagemaker:{scope.region}:{scope.account}:processing-job/{JOB_PREFIX}*"
     hosting = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
                for kind in ("model", "endpoint-config", "endpoint")]
+    # a versioned model package is model-package/<group>/<k>; its group model-package-group/<group>
+    packages = [f"arn:aws:sagemaker:{scope.region}:{scope.account}:{kind}/{ENDPOINT_PREFIX}*"
+                for kind in ("model-package-group", "model-package")]
     tagged = {"StringEquals": {f"aws:RequestTag/{PROJECT_TAG}": scope.project}}
     made = [scope.ec2("instance/*"), scope.ec2("volume/*"), scope.ec2("spot-instances-request/*")]
     return {"Version": VERSION, "Statement": [
@@ -340,6 +359,18 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
         _statement("LaunchTrainingJobs", ["sagemaker:AddTags", "sagemaker:CreateTrainingJob"], [jobs], tagged),
         _statement("ManageTrainingJobs", ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"], [jobs]),
         _statement("ListTrainingJobs", ["sagemaker:ListTrainingJobs"], "*"),
+        # sagemaker tune: tuning jobs named multitype-* (their trials are multitype-*-NNN-id, covered above)
+        _statement("LaunchTuningJobs", ["sagemaker:AddTags", "sagemaker:CreateHyperParameterTuningJob"], [tuning],
+                   tagged),
+        _statement("ManageTuningJobs", ["sagemaker:DescribeHyperParameterTuningJob",
+                                        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                                        "sagemaker:StopHyperParameterTuningJob"], [tuning]),
+        # sagemaker prepare: processing jobs named multitype-prepare-*
+        _statement("LaunchProcessingJobs", ["sagemaker:AddTags", "sagemaker:CreateProcessingJob"], [processing],
+                   tagged),
+        _statement("ManageProcessingJobs", ["sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
+                   [processing]),
+        _statement("ListProcessingJobs", ["sagemaker:ListProcessingJobs"], "*"),
         # sagemaker deploy/undeploy/invoke/endpoints: models, endpoint configs and endpoints named multitype-*
         _statement("DeployEndpoints", ["sagemaker:AddTags", "sagemaker:CreateEndpoint",
                                        "sagemaker:CreateEndpointConfig", "sagemaker:CreateModel"], hosting, tagged),
@@ -347,6 +378,11 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
                                        "sagemaker:DeleteModel", "sagemaker:DescribeEndpoint",
                                        "sagemaker:DescribeEndpointConfig"], hosting),
         _statement("InvokeEndpoints", ["sagemaker:InvokeEndpoint"], [hosting[2]]),
+        # registry add --sagemaker / promote / archive: model package groups multitype-<name> and their versions
+        _statement("RegisterModelPackages", ["sagemaker:AddTags", "sagemaker:CreateModelPackage",
+                                             "sagemaker:CreateModelPackageGroup"], packages, tagged),
+        _statement("ManageModelPackages", ["sagemaker:DescribeModelPackageGroup", "sagemaker:UpdateModelPackage"],
+                   packages),
         _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
         _statement("PassSageMakerRole", ["iam:PassRole"], [scope.role_arn(scope.sagemaker_role)],
                    {"StringEquals": {"iam:PassedToService": TRUST_FOR["sagemaker"]}}),
@@ -357,7 +393,7 @@ def launcher_policy(scope: Scope) -> dict[str, Any]:
         _statement("ReadInstanceProfile", ["iam:GetInstanceProfile"],
                    [f"arn:aws:iam::{scope.account}:instance-profile/{scope.ec2_profile}"]),
         _statement("ReadJobLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents"],
-                   scope.log_group_arns(SAGEMAKER_LOG_GROUP)),
+                   scope.log_group_arns(SAGEMAKER_LOG_GROUP) + scope.log_group_arns(PROCESSING_LOG_GROUP)),
         _statement("ReadInstanceLogs", ["logs:DescribeLogStreams", "logs:GetLogEvents"],
                    scope.log_group_arns(EC2_LOG_GROUP)),
         # RunInstances touches several resource types; only the ones it creates can carry a tag condition

@@ -3,11 +3,15 @@
 The audit runs before the split, on the cleaned records, and again after it
 (:func:`cross_split`) to prove that no text sits in two splits.
 
-* Exact duplicates: the same text after case folding and whitespace collapsing.
+* Exact duplicates: the same text after case folding and whitespace collapsing
+  (compared by a digest, :func:`text_keys`).
 * Conflicts: one such text carrying two or more labels.
 * Near-duplicates: pairs of distinct texts whose TF-IDF cosine (word unigrams,
   sublinear tf, L2-normalised) is at least the threshold. :func:`cosine_pairs`
-  finds *all* of them exactly, without computing the n x n similarity matrix.
+  finds *all* of them exactly, without computing the n x n similarity matrix;
+  on large inputs :func:`multitype.data.neardup.lsh_pairs` finds candidates in
+  linear time and keeps those whose exact cosine reaches the threshold
+  (``leakage.method``, :func:`search_method`).
 
 Under the ``drop`` policy (:func:`plan_groups`) one record of each exact
 duplicate group is kept, conflicting groups are dropped whole, and every
@@ -20,11 +24,14 @@ above the threshold across splits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+from multitype.data import neardup
+from multitype.progress import ticking
 
 SPLIT_NAMES = ("train", "val", "test")
 N_EXAMPLES = 5
@@ -45,6 +52,11 @@ def normalize(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def fold(text: str) -> str:
+    """``normalize(text).lower()`` less the whitespace collapsing: the words TF-IDF sees are the same."""
+    return text.casefold().lower()
+
+
 def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
     """The start of ``text`` on one line, shortened to ``width`` characters."""
     flat = " ".join(text.split())
@@ -52,15 +64,21 @@ def snippet(text: str, width: int = SNIPPET_CHARS) -> str:
 
 
 # --- near-duplicates ------------------------------------------------------------------
-def tfidf_matrix(texts: Sequence[str]) -> sp.csr_matrix:
-    """L2-normalised TF-IDF rows (word unigrams, sublinear tf, float32)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def tfidf_matrix(texts: Sequence[str], n_jobs: int | None = None) -> sp.csr_matrix:
+    """L2-normalised TF-IDF rows of the normalised texts (word unigrams, sublinear tf, float32).
+
+    ``texts`` may be raw: each is case-folded (:func:`fold`) on the way, in the
+    tokenising workers when ``n_jobs`` allows them; words are runs of letters
+    and digits, so the whitespace :func:`normalize` collapses does not change
+    them. The matrix does not depend on ``n_jobs``.
+    """
+    from multitype.tfidf import FastTfidfVectorizer
 
     if not any(texts):
         return sp.csr_matrix((len(texts), 0), dtype=np.float32)
-    vectorizer = TfidfVectorizer(sublinear_tf=True, dtype=np.float32)
+    vectorizer = FastTfidfVectorizer(sublinear_tf=True, dtype=np.float32, preprocessor=fold, n_jobs=n_jobs)
     try:
-        return vectorizer.fit_transform(texts).tocsr()
+        return sp.csr_matrix(vectorizer.fit_transform(texts))
     except ValueError:  # empty vocabulary: no text has a word of two letters or more
         return sp.csr_matrix((len(texts), 0), dtype=np.float32)
 
@@ -70,6 +88,7 @@ def cosine_pairs(
     threshold: float,
     progress: Callable[[int, int], None] | None = None,
     budget: int = CHUNK_BUDGET,
+    n_workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair ``i < j`` of rows with cosine similarity ``>= threshold``.
 
@@ -95,6 +114,9 @@ def cosine_pairs(
         Called as ``progress(rows_done, rows_total)`` after each chunk.
     budget : int, default=CHUNK_BUDGET
         Rough cap on the entries of one chunk's candidate product (memory).
+    n_workers : int, default=1
+        Threads that take chunks (scipy and numpy release the GIL); the result
+        does not depend on it.
 
     Returns
     -------
@@ -128,26 +150,26 @@ def cosine_pairs(
     XT = X.T.tocsr()
     # rows per chunk from an upper bound on each row's product entries
     cost = np.cumsum(np.bincount(rows[keep], weights=df[cols[keep]], minlength=n))
-    found_i, found_j, found_s = [], [], []
-    start = 0
-    while start < n:
-        spent = cost[start - 1] if start else 0.0
-        stop = min(n, max(start + 1, int(np.searchsorted(cost, spent + budget, side="right"))))
+    bounds = [0]
+    while bounds[-1] < n:
+        spent = cost[bounds[-1] - 1] if bounds[-1] else 0.0
+        bounds.append(min(n, max(bounds[-1] + 1, int(np.searchsorted(cost, spent + budget, side="right")))))
+
+    def chunk(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        start, stop = bounds[k], bounds[k + 1]
         cand = (Xs[start:stop] @ XT).tocoo()
         i = cand.row.astype(np.int64) + start
         j = cand.col.astype(np.int64)
         ok = (j > i) & (cand.data + prefix_norm[i] >= threshold - _EPS)
-        i, j = i[ok], j[ok]
-        for b in range(0, len(i), 50_000):
-            bi, bj = i[b:b + 50_000], j[b:b + 50_000]
-            sims = np.asarray(X[bi].multiply(X[bj]).sum(axis=1)).ravel()
-            hit = sims >= threshold - _EPS
-            found_i.append(bi[hit])
-            found_j.append(bj[hit])
-            found_s.append(sims[hit].astype(np.float32))
-        start = stop
+        return (*neardup.verify(X, i[ok], j[ok], threshold), stop)
+
+    found_i, found_j, found_s = [], [], []
+    for bi, bj, bs, stop in neardup.thread_map(chunk, range(len(bounds) - 1), n_workers):
+        found_i.append(bi)
+        found_j.append(bj)
+        found_s.append(bs)
         if progress:
-            progress(start, n)
+            progress(stop, n)
     if not found_i:
         return empty
     i, j, s = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
@@ -172,6 +194,12 @@ class Audit:
         Near-duplicate pairs of units (``i < j``) and their cosine similarity.
     threshold : float
         The near-duplicate threshold used.
+    search : dict
+        How the pairs were found: ``method`` (exact or lsh), why, its parameters.
+    keys : list of bytes
+        Record index -> digest of its normalised text (:func:`text_keys`).
+    words : numpy.ndarray
+        Record index -> its number of words.
     """
 
     unit_of: np.ndarray
@@ -181,6 +209,9 @@ class Audit:
     near_j: np.ndarray
     near_sim: np.ndarray
     threshold: float
+    search: dict[str, Any] = field(default_factory=lambda: {"method": "exact"})
+    keys: list[bytes] = field(default_factory=list)
+    words: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def duplicate_units(self) -> list[int]:
@@ -208,8 +239,45 @@ class Audit:
         return sorted(clusters.values())
 
 
+def text_keys(texts: Sequence[str], n_workers: int = 1) -> tuple[list[bytes], np.ndarray]:
+    """A 16-byte digest of each normalised text (equal digests: exact duplicates) and its number of words.
+
+    Digests instead of the normalised texts keep one copy of the texts in memory.
+    """
+    size = 20_000
+    if n_workers <= 1 or len(texts) < 2 * size:
+        keys, words = _digests(texts)
+        return keys, words
+    from joblib import Parallel, delayed
+
+    size = max(size, -(-len(texts) // (4 * n_workers)))
+    parts = Parallel(n_jobs=n_workers)(delayed(_digests)(texts[a:a + size]) for a in range(0, len(texts), size))
+    return [key for part in parts for key in part[0]], np.concatenate([part[1] for part in parts])
+
+
+def _digests(texts: Sequence[str]) -> tuple[list[bytes], np.ndarray]:
+    from hashlib import blake2b
+
+    keys, words = [], np.empty(len(texts), np.int32)
+    for k, text in enumerate(texts):
+        parts = text.casefold().split()
+        words[k] = len(parts)
+        keys.append(blake2b(" ".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    return keys, words
+
+
+def search_method(method: str, units: int, auto_lsh_from: int) -> tuple[str, str]:
+    """The search ``method`` resolves to for ``units`` distinct texts, and why."""
+    if method != "auto":
+        return method, f"leakage.method: {method}"
+    if units >= auto_lsh_from:
+        return "lsh", f"auto: {units:,} distinct texts >= auto_lsh_from ({auto_lsh_from:,})"
+    return "exact", f"auto: {units:,} distinct texts < auto_lsh_from ({auto_lsh_from:,})"
+
+
 def run_audit(records: Sequence[dict[str, str]], threshold: float,
-              progress: Callable[[int, int], None] | None = None) -> Audit:
+              stage: Callable[[str], Callable[[int, int], None]] | None = None, method: str = "exact",
+              lsh: neardup.LshParams | None = None, auto_lsh_from: int = 20_000, n_workers: int = 1) -> Audit:
     """Group exact duplicates, find conflicts and near-duplicate pairs.
 
     Parameters
@@ -218,27 +286,45 @@ def run_audit(records: Sequence[dict[str, str]], threshold: float,
         Cleaned ``{"text", "label"}`` records.
     threshold : float
         TF-IDF cosine at or above which two distinct texts are near-duplicates.
-    progress : callable, optional
-        ``progress(done, total)`` during the near-duplicate search.
+    stage : callable, optional
+        ``stage(description)`` returns a ``(done, total)`` progress callback.
+    method : {"exact", "lsh", "auto"}, default="exact"
+        The near-duplicate search (:func:`cosine_pairs` or
+        :func:`multitype.data.neardup.lsh_pairs`); ``auto`` takes ``lsh`` from
+        ``auto_lsh_from`` distinct texts on.
+    lsh : LshParams, optional
+        MinHash LSH settings.
+    n_workers : int, default=1
+        Processes and threads; the findings do not depend on it.
     """
-    index: dict[str, int] = {}
+    task = stage or (lambda _: None)
+    index: dict[bytes, int] = {}
     unit_of = np.empty(len(records), np.int64)
     members: list[list[int]] = []
     labels: list[list[str]] = []
-    texts: list[str] = []
-    for r, record in enumerate(records):
-        key = normalize(record["text"])
+    with ticking(task("exact duplicates: hashing")):
+        keys, words = text_keys([r["text"] for r in records], n_workers)
+    for r, (record, key) in enumerate(zip(records, keys)):
         u = index.setdefault(key, len(members))
         if u == len(members):
             members.append([])
             labels.append([])
-            texts.append(key)
         unit_of[r] = u
         members[u].append(r)
         if record["label"] not in labels[u]:
             labels[u].append(record["label"])
-    i, j, s = cosine_pairs(tfidf_matrix(texts), threshold, progress=progress)
-    return Audit(unit_of, members, [tuple(x) for x in labels], i, j, s, threshold)
+    del index
+    chosen, why = search_method(method, len(members), auto_lsh_from)
+    with ticking(task("near-duplicates: TF-IDF")):
+        matrix = tfidf_matrix([records[m[0]]["text"] for m in members], n_jobs=n_workers)
+    search: dict[str, Any] = {"method": chosen, "chosen_by": why, "workers": n_workers}
+    if chosen == "lsh":
+        params = lsh or neardup.LshParams()
+        i, j, s, counts = neardup.lsh_pairs(matrix, threshold, params, n_workers, task)
+        search.update(params.describe(), **counts)
+    else:
+        i, j, s = cosine_pairs(matrix, threshold, progress=task("near-duplicates: exact search"), n_workers=n_workers)
+    return Audit(unit_of, members, [tuple(x) for x in labels], i, j, s, threshold, search, keys, words)
 
 
 @dataclass
@@ -300,22 +386,24 @@ def cross_split(audit: Audit, records: Sequence[dict[str, str]], split_of: np.nd
     """Exact and near-duplicates that ended up in different splits.
 
     ``split_of`` holds, per record, the index of its split in :data:`SPLIT_NAMES`
-    or -1 for a dropped record. Exact duplicates are recomputed from the texts
-    of the split records; near-duplicates come from the audit's pair list, which
+    or -1 for a dropped record. Exact duplicates are recomputed from the digests
+    of the split records' texts, not from the plan's groups; near-duplicates come from the audit's pair list, which
     is exact, so restricting it to the kept records needs no second search.
     """
     kept = np.flatnonzero(split_of >= 0)
-    by_text: dict[str, int] = {}
+    keys = audit.keys or text_keys([r["text"] for r in records])[0]
+    by_text: dict[bytes, int] = {}
     for r in kept:
-        key = normalize(records[r]["text"])
+        key = keys[r]
         by_text[key] = by_text.get(key, 0) | (1 << int(split_of[r]))
     exact_examples, exact = [], 0
     for key, mask in by_text.items():
         if mask & (mask - 1):  # more than one bit: more than one split
             exact += 1
             if len(exact_examples) < N_EXAMPLES:
-                rows = [row_number(records, int(r)) for r in kept if normalize(records[r]["text"]) == key]
-                exact_examples.append({"rows": rows, "splits": _splits(mask), "text": snippet(key)})
+                rows = [int(r) for r in kept if keys[r] == key]
+                exact_examples.append({"rows": [row_number(records, r) for r in rows], "splits": _splits(mask),
+                                       "text": snippet(normalize(records[rows[0]]["text"]))})
     unit_mask = np.zeros(len(audit.members), np.int64)
     np.bitwise_or.at(unit_mask, audit.unit_of[kept], 1 << split_of[kept])
     both = unit_mask[audit.near_i] | unit_mask[audit.near_j]
@@ -364,6 +452,7 @@ def findings(audit: Audit, records: Sequence[dict[str, str]]) -> dict[str, Any]:
         "near_duplicates": {
             "method": "TF-IDF cosine, word unigrams, sublinear tf; pairs of distinct normalised texts",
             "threshold": audit.threshold,
+            "search": audit.search,
             "pairs": len(audit.near_i),
             "clusters": len(clusters),
             "texts_in_clusters": sum(len(c) for c in clusters),

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -25,9 +24,10 @@ from rich.table import Table
 from multitype import layout
 from multitype.config import DataConfig, SplitConfig
 from multitype.data import audit as leakage
-from multitype.data import sources
+from multitype.data import neardup, sources
 from multitype.data.publish import publish, read_current
 from multitype.errors import DataError
+from multitype.progress import stages, ticking
 from multitype.project import Project
 from multitype.storage import Storage
 
@@ -194,20 +194,6 @@ def split_sizes(per_split: dict[str, list[dict[str, Any]]], labels: list[str]) -
 
 
 # --- terminal ----------------------------------------------------------------------
-@contextmanager
-def _progress(console: Console) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """``task(description)`` returns a ``(done, total)`` callback that drives one bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bars:
-        def task(description: str) -> Callable[[int, int], None]:
-            tid = bars.add_task(description, total=None)
-            return lambda done, total: bars.update(tid, completed=done, total=total)
-
-        yield task
-
-
 def audit_table(report: dict[str, Any]) -> Table:
     """The leakage findings and what the policy did with them."""
     policy = report["policy"]
@@ -260,6 +246,12 @@ def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
 
+def _json_lines_array(rows: Sequence[Any]) -> bytes:
+    """A JSON array with one element per line: the C encoder (``indent`` would take the slow Python one)."""
+    body = ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows)
+    return f"[\n{body}\n]\n".encode("utf-8")
+
+
 def _csv_bytes(records: Sequence[dict[str, Any]]) -> bytes:
     import pandas as pd
 
@@ -297,7 +289,7 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     storage = project.storage
     console = Console(stderr=True, soft_wrap=True)  # long paths stay on one line
 
-    with _progress(console) as task:
+    with stages(console) as task:
         raw = read_raw(project, input, progress=task("reading input"))
         state = raw_state(storage, raw.records)
         if state == "differs" and not force:
@@ -308,8 +300,11 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
         if not records:
             raise DataError(f"{raw.source}: no texts left after cleaning ({len(cleaned.empty_rows)} empty); "
                             "check text_field and min_chars in data_config.yaml")
-        found = leakage.run_audit(records, cfg.leakage.near_duplicate_threshold,
-                                  progress=task("near-duplicate search"))
+        lsh = cfg.leakage.lsh
+        found = leakage.run_audit(records, cfg.leakage.near_duplicate_threshold, stage=task,
+                                  method=cfg.leakage.method, auto_lsh_from=cfg.leakage.auto_lsh_from,
+                                  lsh=neardup.LshParams(lsh.num_perm, lsh.bands, lsh.max_df, lsh.seed),
+                                  n_workers=neardup.workers(cfg.n_jobs))
 
     report: dict[str, Any] = {
         "input": raw.source, "format": raw.format, "input_sha256": raw.sha256,
@@ -354,25 +349,27 @@ def prepare(project: Project, input: str | None = None, force: bool = False) -> 
     from multitype.data import plots
     from multitype.figures import save_figure
 
-    files: dict[str, bytes] = {layout.processed_split(name, len(labels)): _csv_bytes(rows)
-                               for name, rows in per_split.items()}
-    files[layout.LABELS] = (json.dumps({name: i for i, name in enumerate(labels)}, indent=2) + "\n").encode()
-    kept = [records[r] for r in np.flatnonzero(split_of >= 0)]
-    figures = {
-        layout.figure_data("class_balance"): plots.class_balance(
-            {name: info["classes"] for name, info in report["splits"].items()}, labels),
-        layout.figure_data("text_length"): plots.text_lengths(
-            {label: [len(r["text"].split()) for r in kept if r["label"] == label] for label in labels}),
-    }
-    report["seconds"] = round(time.perf_counter() - started, 3)
+    with stages(console) as task, ticking(task("writing the data set")):
+        files: dict[str, bytes] = {layout.processed_split(name, len(labels)): _csv_bytes(rows)
+                                   for name, rows in per_split.items()}
+        files[layout.LABELS] = (json.dumps({name: i for i, name in enumerate(labels)}, indent=2) + "\n").encode()
+        words_per_label: dict[str, list[int]] = {label: [] for label in labels}
+        for r in np.flatnonzero(split_of >= 0).tolist():
+            words_per_label[records[r]["label"]].append(int(found.words[r]))
+        figures = {
+            layout.figure_data("class_balance"): plots.class_balance(
+                {name: info["classes"] for name, info in report["splits"].items()}, labels),
+            layout.figure_data("text_length"): plots.text_lengths(words_per_label),
+        }
+        report["seconds"] = round(time.perf_counter() - started, 3)
 
-    # the data set is replaced as one (multitype.data.publish): readers see all old or all new files
-    files[layout.AUDIT] = _json_bytes(report)
-    if state != "same":
-        files = {layout.RAW_DATA: _json_bytes(raw.records), **files}
-    publish(storage, files, project.run_id)
-    for key, fig in figures.items():
-        save_figure(storage, key, fig)
+        # the data set is replaced as one (multitype.data.publish): readers see all old or all new files
+        files[layout.AUDIT] = _json_bytes(report)
+        if state != "same":
+            files = {layout.RAW_DATA: _json_lines_array(raw.records), **files}
+        publish(storage, files, project.run_id)
+        for key, fig in figures.items():
+            save_figure(storage, key, fig)
     outputs = [key for key in files if key != layout.RAW_DATA] + list(figures)
     summary = _summary(project, raw.source, state, labels, report, [layout.RAW_DATA, *outputs])
     summary["manifest"] = _write_manifest(project, raw, outputs, summary)

@@ -15,6 +15,12 @@ byte and its line, and the ``encoding`` key. A folder of ``.txt`` files without
 an ``encoding`` is decoded leniently (``errors="replace"``, recorded in the
 audit) because real corpora, the embedded BBC News among them, hold the odd
 Latin-1 file.
+
+JSON Lines, CSV and Parquet are read as streams (lines, CSV chunks, Parquet
+row groups) that keep only the text and label of each record, so memory follows
+the kept records rather than the file's bytes, its decoded text and a parsed
+copy of both; an ``s3://`` file is first copied to a temporary local file. A
+JSON array is parsed whole (the format has no record boundaries to stream on).
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import json
 import math
 import posixpath
 import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from multitype.errors import DataError
 from multitype.storage import Storage, is_remote
@@ -214,19 +222,60 @@ def parse_json(data: bytes, name: str, encoding: str | None = None) -> Iterator[
 
 def parse_jsonl(data: bytes, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` for each non-blank line of a JSON Lines file."""
-    text = decode_text(data, name, encoding)
-    _check_not_empty(text, name)
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {lineno}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _json_error(name, exc, lineno - 1) from None
+    yield from _jsonl_stream(lambda: io.BufferedReader(io.BytesIO(data)), name, encoding)
 
 
-def _frame_rows(frame: Any, first_line: int | None) -> Iterator[tuple[str, Any]]:
-    for i, row in enumerate(frame.to_dict(orient="records")):
+Opener = Callable[[], io.BufferedReader]
+
+
+def _text_stream(binary: io.BufferedReader, encoding: str | None) -> io.TextIOWrapper:
+    """``binary`` decoded lazily as :func:`decode_text` decodes: byte-order mark, else ``encoding``, else UTF-8.
+
+    ``newline=""``: line ends reach the parser as they are in the file.
+    """
+    codec = bom_encoding(binary.peek(4)[:4]) or encoding or "utf-8"
+    return io.TextIOWrapper(binary, encoding=codec, errors="strict", newline="")
+
+
+def _decode_failure(opener: Opener, name: str, encoding: str | None) -> DataError:
+    """:func:`decode_text`'s message (file, byte, offset, line) for a stream that failed to decode.
+
+    Only on that error path is the whole file read into memory.
+    """
+    with opener() as binary:
+        data = binary.read()
+    try:
+        decode_text(data, name, encoding)
+    except DataError as exc:
+        return exc
+    return DataError(f"{name} cannot be decoded as {encoding or 'UTF-8'}; {ENCODING_HINT}")
+
+
+def _jsonl_stream(opener: Opener, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
+    """:func:`parse_jsonl` a line at a time; line numbers are those of ``str.splitlines`` on the whole text."""
+    lineno, seen = 0, False
+    try:
+        with opener() as binary, _text_stream(binary, encoding) as text:
+            for physical in text:
+                # split again as splitlines() splits the whole text (\x1c, \x85, \u2028 ... end lines too)
+                for line in physical.splitlines():
+                    lineno += 1
+                    if not line.strip():
+                        continue
+                    seen = True
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise _json_error(name, exc, lineno - 1) from None
+                    yield f"line {lineno}", record
+    except UnicodeDecodeError:
+        raise _decode_failure(opener, name, encoding) from None
+    if not seen:
+        raise DataError(f"{name} is empty; it needs records with a text and a label")
+
+
+def _frame_rows(frame: Any, first_line: int | None, start: int = 0) -> Iterator[tuple[str, Any]]:
+    for i, row in enumerate(frame.to_dict(orient="records"), start=start):
         yield (f"row {i + 1} (line {i + first_line})" if first_line else f"row {i + 1}"), row
 
 
@@ -236,35 +285,98 @@ def parse_csv(data: bytes, name: str, encoding: str | None = None) -> Iterator[t
     A header with tabs and no comma means tab-separated values (what Excel's
     "Unicode text" writes).
     """
+    yield from _csv_stream(lambda: io.BufferedReader(io.BytesIO(data)), name, encoding)
+
+
+CSV_CHUNK_ROWS = 20_000
+PARQUET_BATCH_ROWS = 5_000
+_MULTILINE_CELLS = 100_000  # rows get line numbers when none of the first cells spans lines
+
+
+def _csv_head(opener: Opener, encoding: str | None) -> str:
+    """The text from the start through the header line (all of a blank file)."""
+    text = ""
+    with opener() as binary, _text_stream(binary, encoding) as stream:
+        while True:
+            part = stream.read(1 << 16)
+            text += part
+            body = text.lstrip("\r\n")
+            if not part or (body.strip() and "\n" in body):
+                return text
+
+
+def _csv_stream(opener: Opener, name: str, encoding: str | None = None,
+                fields: Sequence[str] | None = None) -> Iterator[tuple[str, Any]]:
+    """:func:`parse_csv` in chunks of :data:`CSV_CHUNK_ROWS` rows, parsing only ``fields`` (all when None).
+
+    When the header lacks one of ``fields`` every column is read, so the first
+    row lacks it and :func:`to_records` lists the columns, as before.
+    """
     import pandas as pd
 
-    text = decode_text(data, name, encoding)
-    _check_not_empty(text, name)
-    header = text.lstrip("\r\n").split("\n", 1)[0]
-    sep = "\t" if "\t" in header and "," not in header else ","
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False}
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
+        head = _csv_head(opener, encoding)
+        _check_not_empty(head, name)
+        header = head.lstrip("\r\n").split("\n", 1)[0]
+        options["sep"] = "\t" if "\t" in header and "," not in header else ","
+        columns = list(pd.read_csv(io.StringIO(head), nrows=0, **options).columns)
+        # the whole-file reader gave line numbers unless one of the first 100,000 cells (all columns) spanned lines
+        with opener() as binary, _text_stream(binary, encoding) as text:
+            first = pd.read_csv(text, nrows=-(-_MULTILINE_CELLS // max(1, len(columns))), **options)
+        line = None if any("\n" in str(v) for v in first.to_numpy().ravel()[:_MULTILINE_CELLS]) else 2
+        del first
+        usecols = None
+        if fields is not None and all(f in columns for f in fields) and len(columns) == len(set(columns)):
+            usecols = list(dict.fromkeys(fields))
+        done = 0
+        with opener() as binary, _text_stream(binary, encoding) as text, \
+                pd.read_csv(text, chunksize=CSV_CHUNK_ROWS, usecols=usecols, **options) as reader:
+            for chunk in reader:
+                yield from _frame_rows(chunk, line, done)
+                done += len(chunk)
     except pd.errors.ParserError as exc:
         detail = " ".join(str(exc).split()).removeprefix("Error tokenizing data. C error: ")
         raise DataError(f"{name}: not valid CSV ({detail}); fix the quoting or the number of fields there") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{name} is empty; it needs a header line and records") from None
-    # quoted fields may span lines, so line numbers are exact only without them
-    multiline = any("\n" in str(v) for v in frame.to_numpy().ravel()[:100_000])
-    yield from _frame_rows(frame, None if multiline else 2)
+    except UnicodeDecodeError:
+        raise _decode_failure(opener, name, encoding) from None
 
 
 def parse_parquet(data: bytes, name: str, encoding: str | None = None) -> Iterator[tuple[str, Any]]:
     """``(where, row)`` for each row of a Parquet file (``encoding`` unused: Parquet strings are UTF-8)."""
-    import pandas as pd
-
     if not data:
         raise DataError(f"{name} is empty; it needs records with a text and a label")
+    yield from _parquet_stream(io.BytesIO(data), name)
+
+
+def _parquet_stream(source: Any, name: str, fields: Sequence[str] | None = None) -> Iterator[tuple[str, Any]]:
+    """The rows of a Parquet file (path or file object), a row group at a time, with ``fields`` only (all when None)."""
+    import pyarrow.parquet as pq
+
+    def invalid(exc: Exception) -> DataError:
+        return DataError(f"{name}: not a valid Parquet file ({' '.join(str(exc).split())[:200]})")
+
     try:
-        frame = pd.read_parquet(io.BytesIO(data))
+        parquet = pq.ParquetFile(source, pre_buffer=False)  # pre-buffering reads the whole file ahead
     except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise DataError(f"{name}: not a valid Parquet file ({' '.join(str(exc).split())[:200]})") from None
-    yield from _frame_rows(frame, None)
+        raise invalid(exc) from None
+    with parquet:
+        meta = parquet.schema_arrow.pandas_metadata or {}
+        index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}  # pandas' saved index
+        names = [n for n in parquet.schema_arrow.names if n not in index]
+        columns = list(dict.fromkeys(fields)) if fields is not None and all(f in names for f in fields) else names
+        done = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+                frame = batch.to_pandas()
+                yield from _frame_rows(frame, None, done)
+                done += len(frame)
+        except DataError:
+            raise
+        except Exception as exc:  # a damaged page further in
+            raise invalid(exc) from None
 
 
 PARSERS: dict[str, Callable[[bytes, str, str | None], Iterator[tuple[str, Any]]]] = {
@@ -405,9 +517,35 @@ def read_input(location: str, fmt: str = "auto", text_field: str = "text", label
     fmt = infer_format(location, is_folder, fmt)
     if fmt == "folder":
         return read_folder(storage, location, progress=progress, encoding=encoding)
-    data = storage.read_bytes(key)
-    records = to_records(PARSERS[fmt](data, location, encoding), location, text_field, label_field)
-    return RawData(records, location, fmt, hashlib.sha256(data).hexdigest())
+    with _local_file(storage, key) as path:
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        fields = (text_field, label_field)
+        if fmt == "json":
+            rows = parse_json(path.read_bytes(), location, encoding)
+        elif fmt == "jsonl":
+            rows = _jsonl_stream(lambda: path.open("rb"), location, encoding)
+        elif fmt == "csv":
+            rows = _csv_stream(lambda: path.open("rb"), location, encoding, fields)
+        else:
+            if path.stat().st_size == 0:
+                raise DataError(f"{location} is empty; it needs records with a text and a label")
+            rows = _parquet_stream(str(path), location, fields)
+        records = to_records(rows, location, text_field, label_field)
+    return RawData(records, location, fmt, digest)
+
+
+@contextmanager
+def _local_file(storage: Storage, key: str) -> Iterator[Path]:
+    """A local path of ``key``: the file itself, or for a remote root a temporary copy (removed afterwards).
+
+    The copy goes to disk, not memory, so that even an ``s3://`` input is streamed.
+    """
+    if not storage.remote:
+        yield storage.local_path(key)
+        return
+    with tempfile.TemporaryDirectory(prefix="multitype-input-") as tmp:
+        yield storage.get_file(key, Path(tmp) / posixpath.basename(key))
 
 
 def read_bbc_news(progress: Callable[[int, int], None] | None = None) -> RawData:

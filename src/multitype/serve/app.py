@@ -13,7 +13,6 @@ with the status :mod:`.schemas` chose.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -54,14 +53,10 @@ class ServedModel:
 
 
 def model_version(folder: Path) -> str:
-    """The first 12 hex digits of a sha256 over every file's relative path and bytes."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0")
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:12]
+    """The first 12 hex digits of :func:`multitype.manifest.folder_digest` (the registry's model sha256)."""
+    from multitype.manifest import folder_digest
+
+    return folder_digest(folder)[:12]
 
 
 def load_model(model: str, device: str | None = None, backend: str = "torch") -> ServedModel:

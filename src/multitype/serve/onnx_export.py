@@ -195,6 +195,9 @@ def export_onnx(project: Project, model: str, quantize: str | None = None, input
     """
     if quantize is not None and quantize not in QUANTIZE:
         raise UserError(f"--quantize must be one of: {', '.join(QUANTIZE)}; got {quantize!r}")
+    if model.startswith("registry:"):  # writing onnx/ into a registered copy would change a version's sha256
+        raise ModelError(f"{model}: a registered version never changes; export the folder it was registered from "
+                         "and register that folder again ('multitype registry add')")
     place = model_place(project, model)
     _check_exportable(place, model, force)
     config = json.loads(place.storage.read_text(place.join("config.json")))

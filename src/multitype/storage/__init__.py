@@ -6,7 +6,9 @@ keys such as ``data/processed/train_4class.csv``; keys that would escape the
 root (``..``, absolute paths) are refused, and so are listed object keys that
 would land outside a download folder. Writes are atomic: locally a temporary
 file is renamed into place, in S3 an object is uploaded whole, so a reader never
-sees half a file.
+sees half a file. :meth:`Storage.write_if` is a compare-and-swap write
+(``If-Match``/``If-None-Match`` PutObject in S3, ``flock`` + compare locally)
+for small shared files such as the model registry's index.
 
 Modules, in the order a call meets them:
 

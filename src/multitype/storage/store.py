@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
 import io
 import json
@@ -30,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from multitype.errors import StorageError
 from multitype.storage import transfer
 from multitype.storage.keys import check_key, is_remote, local_target, split_s3_url
-from multitype.storage.s3 import is_missing, probe, s3_client, s3_endpoint, s3_error
+from multitype.storage.s3 import error_code, is_missing, probe, s3_client, s3_endpoint, s3_error
 
 COMPLETE_MARKER = "_COMPLETE"
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -408,6 +409,70 @@ class Storage:
         except BaseException:
             _unlink(tmp)
             raise
+
+    # -- conditional writes (compare-and-swap) -----------------------------------
+    @_s3_errors
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """``(content, token)`` of ``key``, or ``(None, None)`` when it does not exist.
+
+        The token names this version of the file for :meth:`write_if`: the ETag
+        in S3, the sha256 of the content locally.
+        """
+        if self.s3:
+            try:
+                out = self.client.get_object(Bucket=self.bucket, Key=self._object(key))
+            except Exception as exc:
+                if is_missing(exc):
+                    return None, None
+                raise
+            return out["Body"].read(), out["ETag"]
+        if self.remote:
+            raise StorageError(f"{self.url(key)}: conditional writes need a local folder or an s3:// root")
+        try:
+            data = Path(self.path(key)).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.sha256(data).hexdigest()
+
+    @_s3_errors
+    def write_if(self, key: str, data: bytes, token: str | None) -> bool:
+        """Write ``key`` only if it is still the version ``token`` read (None: only if it does not exist).
+
+        Returns False, writing nothing, when another writer changed (or made)
+        the file since: two writers that read the same version cannot both
+        win. In S3 this is ``PutObject`` with ``If-Match: <ETag>`` (or
+        ``If-None-Match: *`` to create), decided by the server; locally an
+        exclusive ``flock`` on the folder is held while the content is
+        compared and the temp file renamed into place.
+        """
+        if self.s3:
+            condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=bytes(data),
+                                       **_content_type(key), **condition)
+            except Exception as exc:
+                # 412: the ETag no longer matches (or the object now exists); 409: a concurrent
+                # conditional write to the same key was in flight (AWS asks to retry)
+                if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                    return False
+                raise
+            return True
+        if self.remote:
+            raise StorageError(f"{self.url(key)}: conditional writes need a local folder or an s3:// root")
+        import fcntl
+
+        target = Path(self.path(key))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _, current = self.read_versioned(key)
+            if current != token:
+                return False
+            self.write_bytes(key, data)
+            return True
+        finally:
+            os.close(fd)  # releases the lock
 
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode("utf-8"))

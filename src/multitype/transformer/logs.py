@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Mapping
 
+from multitype.progress import is_terminal
+
 METRIC_LINES_ENV = "MULTITYPE_METRIC_LINES"
 # set inside every SageMaker training job
 _SAGEMAKER_ENV = ("SM_TRAINING_ENV", "TRAINING_JOB_NAME")
@@ -39,9 +41,7 @@ def metric_lines_wanted(environ: Mapping[str, str] | None = None, stdout: object
     env = os.environ if environ is None else environ
     if env.get(METRIC_LINES_ENV, "") not in ("", "0") or any(env.get(name) for name in _SAGEMAKER_ENV):
         return True
-    stream = sys.stdout if stdout is None else stdout
-    isatty = getattr(stream, "isatty", None)
-    return not (callable(isatty) and isatty())
+    return not is_terminal(sys.stdout if stdout is None else stdout)
 
 
 def metric(name: str, value: float | int) -> None:

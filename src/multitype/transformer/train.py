@@ -55,6 +55,9 @@ _LOG_EVERY_STEPS = 10
 _KEEP_STEP_CHECKPOINTS = 2
 
 
+EpochHook = Callable[[int, "float | None"], bool]
+
+
 @dataclass
 class TrainState:
     """Where the run is; saved in every checkpoint's ``state.json``."""
@@ -75,6 +78,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     lineage: str = ""              # run id of the run that started from scratch
     tracking_run_id: str = ""      # the MLflow run this training run logs to (a resume continues it)
+    pruned: bool = False           # stopped by the on_epoch hook (a tuning trial's pruner)
 
     def train_loss(self) -> float:
         return self.epoch_loss_sum / max(self.epoch_examples, 1)
@@ -150,10 +154,15 @@ class Run:
     interactive: bool = False
     throughput: float = 0.0
     tracker: tracking.Tracker = field(default_factory=tracking.Tracker)
+    slug_override: str | None = None
+    # a tuning trial: called with (epoch, val metric) after each epoch, True stops the run as pruned
+    on_epoch: EpochHook | None = None
+    evaluate_test: bool = True
+    record_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
-        return self.source.slug
+        return self.slug_override or self.source.slug
 
     def read_loss(self) -> float:
         assert self.loss_acc is not None
@@ -163,7 +172,8 @@ class Run:
 
 
 def train_transformer(project: Project, params: TransformerParams, resume: str = "auto",
-                      gpus: str | None = None) -> dict[str, Any]:
+                      gpus: str | None = None, *, slug: str | None = None, on_epoch: EpochHook | None = None,
+                      evaluate_test: bool = True, record_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune ``params.model_name`` on the processed splits and return the metrics record.
 
     Parameters
@@ -178,6 +188,16 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     gpus : str, optional
         ``"all"`` or a count: with more than one GPU, re-launch under torchrun
         (DDP). None: one process.
+    slug : str, optional
+        The artifact name instead of the model's (a tuning trial's ``<model>-t<k>``).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, val_metric)`` after each epoch's validation (one process); returning True
+        ends training there as *pruned*: the best checkpoint so far is evaluated and saved as usual,
+        and the metrics and manifest say ``"pruned": true``.
+    evaluate_test : bool, default=True
+        False: the final evaluation reads val only (tuning trials never touch test).
+    record_extra : dict, optional
+        More fields for the metrics record and the manifest (a tuning trial's ``tuning``).
 
     Returns
     -------
@@ -195,6 +215,8 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     """
     if resume not in ("auto", "never"):
         raise ModelError(f"--resume must be 'auto' or 'never', got {resume!r}")
+    if gpus is not None and (slug or on_epoch or record_extra or not evaluate_test):
+        raise ModelError("a tuning trial trains in one process; --gpus is not available here")
     if gpus is not None:
         relaunched = launch.maybe_relaunch(project, params, resume, gpus)
         if relaunched is not None:
@@ -203,7 +225,8 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
     interrupts.clear()
     try:
         with interrupts.stop_on_signals():  # a SIGTERM while loading is answered at the first step
-            run = _setup(project, params, resume, rt)
+            run = _setup(project, params, resume, rt, slug)
+            run.on_epoch, run.evaluate_test, run.record_extra = on_epoch, evaluate_test, dict(record_extra or {})
             try:
                 _start_loop(run)
                 try:
@@ -234,7 +257,8 @@ def train_transformer(project: Project, params: TransformerParams, resume: str =
 
 
 # -- 1. setup ------------------------------------------------------------------------------------------
-def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime.Runtime) -> Run:
+def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime.Runtime,
+           slug_override: str | None = None) -> Run:
     storage = project.storage
     say = log if rt.is_main else quiet
     caution = warn if rt.is_main else quiet
@@ -245,7 +269,7 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
     model_config = models.load_config(source)
     models.check_max_length(source, model_config, params.max_length)
     identity = models.model_identity(source)
-    slug = source.slug
+    slug = slug_override or source.slug
     label_names = load_labels(storage)
 
     # resume point: its params and seed win (with a warning)
@@ -330,7 +354,8 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
                publisher=publisher, checkpoints=checkpoints, say=say, caution=caution,
                pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                multiple_of=8 if rt.device.type == "cuda" else 1,
-               loss_acc=torch.zeros((), dtype=torch.float64, device=rt.device), tracker=tracker)
+               loss_acc=torch.zeros((), dtype=torch.float64, device=rt.device), tracker=tracker,
+               slug_override=slug_override)
 
 
 def _start_loop(run: Run) -> None:
@@ -458,6 +483,10 @@ def _evaluate_epoch(run: Run) -> None:
         state.epochs_without_improvement += 1
     patience = params.early_stopping_patience
     early = patience is not None and state.epochs_without_improvement >= patience
+    if run.on_epoch is not None and rt.is_main:
+        # every epoch's value is reported; a stop after the last one would change nothing
+        stop = bool(run.on_epoch(state.epoch + 1, value))
+        state.pruned = stop and not early and state.global_step < run.total_steps
     if rt.is_main:
         for name in ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_weighted_f1"):
             if name in entry:
@@ -470,10 +499,12 @@ def _evaluate_epoch(run: Run) -> None:
                 f"{' (best)' if improved else ''}")
         if early:
             run.say(f"early stopping: no improvement of val {params.metric} for {patience} epoch(s)")
+        if state.pruned:
+            run.say(f"pruned after epoch {state.epoch + 1}: val {params.metric} below the other trials'")
     state.epoch += 1
     state.iteration = 0
     state.epoch_loss_sum, state.epoch_examples = 0.0, 0
-    state.finished = early or state.global_step >= run.total_steps
+    state.finished = early or state.pruned or state.global_step >= run.total_steps
     run.meter.lap(state)
     if improved:
         _save(run, "best", with_training_state=False)  # before the epoch checkpoint that refers to it
@@ -570,6 +601,8 @@ def _finish(run: Run) -> dict[str, Any]:
     speed = 0.0
     probabilities = np.zeros((len(run.data.test), len(run.label_names)))
     for name, split in (("val", run.data.val), ("test", run.data.test)):
+        if name == "test" and not run.evaluate_test:
+            continue
         if len(split):
             try:
                 # the test split's speed when there is one
@@ -592,13 +625,14 @@ def _finish(run: Run) -> dict[str, Any]:
     if not splits:
         raise DataError("the val and test splits are empty: nothing to evaluate; rerun 'multitype prepare'")
     record = metrics_record(
-        params.model_name, "transformer", run.label_names, splits, project.run_id, state.train_seconds, speed,
+        run.slug if run.slug_override else params.model_name, "transformer", run.label_names, splits, project.run_id, state.train_seconds, speed,
         slug=slug, train_samples_per_s=round(run.throughput, 2),
         peak_memory_mb=round(runtime.peak_memory_mb(rt.device), 1),
         num_parameters=sum(p.numel() for p in run.model.parameters()), precision=run.precision, compiled=run.compiled,
         device=rt.describe(), world_size=rt.world_size, epochs_trained=state.epoch, global_step=state.global_step,
         train_samples=state.samples_seen, best_epoch=state.best_epoch, seed=run.seed, history=state.history,
         params=params.model_dump(mode="json"), **(uncertainty if "test" in splits else {}),
+        **({"pruned": state.pruned} if run.on_epoch is not None else {}), **run.record_extra,
     )
     if rt.is_main:
         place = project.outputs.final_model(slug)
@@ -609,6 +643,8 @@ def _finish(run: Run) -> dict[str, Any]:
                                 extra={"params": params.model_dump(mode="json"), "model": params.model_name,
                                        "model_identity": run.identity.identity,
                                        "model_revision": run.identity.revision, "lineage": state.lineage,
+                                       **({"pruned": state.pruned} if run.on_epoch is not None else {}),
+                                       **run.record_extra,
                                        **_tracking_fields(run.tracker)},
                                 output_hashes=hashes)
         _track_finish(run, record, place)
@@ -616,7 +652,7 @@ def _finish(run: Run) -> dict[str, Any]:
         for name in ("accuracy", "macro_f1"):
             metric(f"test_{name}" if "test" in splits else f"val_{name}", record[name])
         metric("train_samples_per_s", run.throughput)
-        run.say(f"{params.model_name}: test accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f} "
+        run.say(f"{params.model_name}: {record['split']} accuracy {record['accuracy']:.4f}, macro-F1 {record['macro_f1']:.4f} "
                 f"(best epoch {state.best_epoch}); model in {place.url()}")
     rt.barrier()
     return record

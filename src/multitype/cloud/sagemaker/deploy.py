@@ -115,6 +115,12 @@ def versioned_name(endpoint: str, now: float | None = None) -> str:
 
 
 # --- requests -----------------------------------------------------------------------------------
+def container_environment(region: str) -> dict[str, str]:
+    """The inference container's environment for a ``model.tar.gz`` of :mod:`.modelpack` (also the registry's)."""
+    return {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_DIR}/code",
+            "SAGEMAKER_REGION": region, "SAGEMAKER_CONTAINER_LOG_LEVEL": str(LOG_LEVEL)}
+
+
 def build_requests(*, endpoint_name: str, model_name: str, config_name: str, image_uri: str, model_data_url: str,
                    role_arn: str, region: str, tags: dict[str, str], instance_type: str | None,
                    instance_count: int, memory_mb: int | None, max_concurrency: int | None
@@ -132,9 +138,8 @@ def build_requests(*, endpoint_name: str, model_name: str, config_name: str, ima
     return {
         "CreateModel": {
             "ModelName": model_name,
-            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data_url, "Environment": {
-                "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_DIR}/code",
-                "SAGEMAKER_REGION": region, "SAGEMAKER_CONTAINER_LOG_LEVEL": str(LOG_LEVEL)}},
+            "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data_url,
+                                 "Environment": container_environment(region)},
             "ExecutionRoleArn": role_arn,
             "Tags": tag_list,
         },
@@ -240,10 +245,12 @@ def _job_model(project: Project, aws: AwsConfig, job_name: str, tmp: Path) -> tu
 
 
 @contextlib.contextmanager
-def model_source(project: Project, source: str, aws: AwsConfig) -> Iterator[tuple[Path, str, str]]:
+def model_source(project: Project, source: str, aws: AwsConfig,
+                 echo: Callable[[str], None] = print) -> Iterator[tuple[Path, str, str]]:
     """A local folder with the model ``source`` names, its slug and where it came from.
 
-    ``source`` is, in this order: an ``s3://`` model folder; a local model
+    ``source`` is, in this order: a registry version (``registry:NAME[:VERSION]``, slug NAME, the
+    version named on ``echo``); an ``s3://`` model folder; a local model
     folder; a name under the root's ``models/final``; a training job of this
     project (``multitype-...``), whose single saved model is taken from its
     ``model.tar.gz``. Remote ones are copied to a temporary folder, removed afterwards.
@@ -254,6 +261,14 @@ def model_source(project: Project, source: str, aws: AwsConfig) -> Iterator[tupl
         None of these exists (the message names what was looked at).
     """
     with tempfile.TemporaryDirectory(prefix="multitype-deploy-") as tmp:
+        if source.startswith("registry:"):
+            from multitype.predict import model_place
+            from multitype.registry import parse_ref
+
+            place = model_place(project, source, echo)
+            with place.storage.local_dir(place.key) as folder:
+                yield folder, parse_ref(source)[0], place.url()
+            return
         if is_remote(source):
             storage = Storage(source.rstrip("/"), endpoint_url=project.storage.endpoint_url, profile=aws.profile)
             if not storage.isdir(""):
@@ -342,7 +357,7 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
     """
     start = time.perf_counter()
     aws = project.configs.project.aws
-    from multitype.cloud.sagemaker.launch import _local_folder, execution_role, remote_root
+    from multitype.cloud.sagemaker.launch import execution_role, local_folder, remote_root
 
     instance_type, memory, concurrency = _variant(opts)
     if opts.endpoint_name is not None:
@@ -350,7 +365,7 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
     role = execution_role(opts.role, aws.sagemaker_role)
     root = remote_root(project, opts.remote, "the endpoint's model")
     image = inference_image(aws.region, instance_type, opts.image_uri)
-    with model_source(project, opts.source, aws) as (folder, slug, origin):
+    with model_source(project, opts.source, aws, echo) as (folder, slug, origin):
         from multitype.cloud.sagemaker.modelpack import model_files
 
         model_files(folder)  # a model folder, before any name is sent anywhere
@@ -380,7 +395,7 @@ def deploy(project: Project, opts: DeployOptions, echo: Callable[[str], None] = 
 
         with tempfile.TemporaryDirectory(prefix="multitype-deploy-") as tmp:
             archive = build_model_archive(folder, Path(tmp) / "model.tar.gz", image.torch_version,
-                                          _local_folder(project))
+                                          local_folder(project))
             echo(f"model.tar.gz: {archive.size / 2**20:.1f} MiB, {len(archive.members)} files; uploading to {url}")
             Storage(root, endpoint_url=project.storage.endpoint_url, profile=aws.profile).put_file(
                 archive.path, layout.deployed_model(version))

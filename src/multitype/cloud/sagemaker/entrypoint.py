@@ -23,6 +23,13 @@
 5. ``<root>/runs/sagemaker/<job>/result.json`` last (host 0 only), what
    ``multitype sagemaker collect`` reads.
 
+A trial of a ``multitype sagemaker tune`` job (static hyperparameter
+``tuning-job``) also takes the searched values under their ``tune.space`` names
+(:data:`TUNED`), reads no test data (an empty test split: it evaluates on val
+alone, so its last ``METRIC val_<metric>`` line is the tuning objective), keeps
+its checkpoints in ``<checkpoints>/<its job name>/`` and writes its results
+under :func:`trial_root`.
+
 Exit codes: 0 done; 2 bad input (one ``error: ...`` line, also written to
 ``<base>/output/failure``, SageMaker's ``FailureReason``); 143 after SIGTERM
 with a checkpoint saved (spot interruption: the restarted job resumes); 1 a bug.
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from multitype import layout
+from multitype.config import TRANSFORMER_TUNABLE
 from multitype.cloud.sagemaker.environment import SageMakerEnv, read_environment
 from multitype.errors import ConfigError, DataError, Interrupted, UserError
 
@@ -70,8 +78,22 @@ DEFAULT_MASTER_PORT = 29500
 OVERRIDES = {"num-epochs": "num_epochs", "learning-rate": "learning_rate", "batch-size": "batch_size",
              "max-length": "max_length", "max-steps": "max_steps", "max-train-samples": "max_train_samples",
              "precision": "precision"}
-KNOWN = {"task", "model-name", "models", "root", "resume", *OVERRIDES}
+# a tuning job sends the searched parameters under the trainer's own names (tune.space keys)
+TUNED = {name: name for name in TRANSFORMER_TUNABLE}
+TUNING_JOB = "tuning-job"  # static hyperparameter of a tuning job's trials: the tuning job's name
+KNOWN = {"task", "model-name", "models", "root", "resume", TUNING_JOB, *OVERRIDES, *TUNED}
+SAGEMAKER_ADDED = {"_tuning_objective_metric"}  # what SageMaker adds to a tuning job's trials
 DATA_CHANNELS = ("train", "val", "test")
+TUNING_FOLDER = "sagemaker-tuning"
+
+
+def trial_root(root: str, tuning_job: str, job_name: str) -> str:
+    """Where a tuning trial writes its metrics, manifest and result.json: its own root, never the project's results.
+
+    ``<root>/runs/sagemaker-tuning/<tuning job>/<training job>``: trials of one model share a slug, so in
+    the project's ``results/`` they would overwrite each other and the model's own run.
+    """
+    return f"{root.rstrip('/')}/{layout.RUNS}/{TUNING_FOLDER}/{tuning_job}/{job_name}"
 
 
 def result_key(job_name: str) -> str:
@@ -93,6 +115,7 @@ class Task:
     model_name: str | None = None
     models: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    tuning_job: str | None = None  # a trial of this SageMaker tuning job: val only, its own root and checkpoints
 
 
 def _names(value: Any, field_name: str) -> list[str]:
@@ -113,7 +136,7 @@ def read_task(hyperparameters: dict[str, Any], say: Callable[[str], None] | None
         no ``root``.
     """
     hp = dict(hyperparameters)
-    for name in sorted(set(hp) - KNOWN):
+    for name in sorted(set(hp) - KNOWN - SAGEMAKER_ADDED):
         if say is not None:
             say(f"warning: ignoring hyperparameter '{name}' (known: {', '.join(sorted(KNOWN))})")
     kind = hp.get("task")
@@ -128,7 +151,13 @@ def read_task(hyperparameters: dict[str, Any], say: Callable[[str], None] | None
         raise ConfigError(f"hyperparameter 'root' (the S3 root that results/ and runs/ go to) must be a URL such as "
                           f"s3://bucket/prefix, got {root!r}; launch the job with 'multitype sagemaker launch'")
     overrides = {OVERRIDES[k]: v for k, v in hp.items() if k in OVERRIDES and v is not None}
+    overrides.update({TUNED[k]: v for k, v in hp.items() if k in TUNED and v is not None})
     task = Task(kind, root, resume, overrides=overrides)
+    if hp.get(TUNING_JOB) is not None:
+        if kind != "transformer" or not isinstance(hp[TUNING_JOB], str) or not hp[TUNING_JOB]:
+            raise ConfigError(f"hyperparameter '{TUNING_JOB}' (a tuning job's name) goes with task transformer; "
+                              f"got task {kind!r}, {TUNING_JOB}={hp[TUNING_JOB]!r}")
+        task.tuning_job = hp[TUNING_JOB]
     if kind == "transformer":
         if hp.get("model-name") is not None:
             task.model_name = str(hp["model-name"])
@@ -162,11 +191,14 @@ def _channel(env: SageMakerEnv, name: str) -> Path:
     return folder
 
 
-def assemble_root(env: SageMakerEnv, work: Path) -> Path:
+def assemble_root(env: SageMakerEnv, work: Path, trial: bool = False) -> Path:
     """Fill ``work`` (emptied first) with ``data/processed/`` and ``configs/`` from the channels; return it.
 
     The ``val`` channel may be absent (``split.val: 0``); ``train``, ``test``,
-    ``labels`` and ``configs`` may not.
+    ``labels`` and ``configs`` may not. A tuning ``trial`` reads no test data:
+    its ``val`` channel is required, a ``test`` channel is ignored, and the
+    test split is written empty (val's header, no rows), so the run evaluates
+    on val alone.
 
     Raises
     ------
@@ -183,7 +215,7 @@ def assemble_root(env: SageMakerEnv, work: Path) -> Path:
     configs = _channel(env, "configs")
     sources = {}
     for split in DATA_CHANNELS:
-        if split == "val" and "val" not in env.channels:
+        if (split == "val" and "val" not in env.channels and not trial) or (split == "test" and trial):
             continue
         name = Path(layout.processed_split(split, num_classes)).name
         path = _channel(env, split) / name
@@ -202,6 +234,11 @@ def assemble_root(env: SageMakerEnv, work: Path) -> Path:
     for key, path in sources.items():
         (work / key).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, work / key)
+    if trial:
+        val = sources[layout.processed_split("val", num_classes)]
+        with val.open(encoding="utf-8", newline="") as f:
+            header = f.readline()
+        (work / layout.processed_split("test", num_classes)).write_text(header, encoding="utf-8")
     (work / layout.CONFIGS).mkdir(parents=True)
     for path in yamls:
         shutil.copyfile(path, work / layout.CONFIGS / path.name)
@@ -232,7 +269,10 @@ def open_job_project(env: SageMakerEnv, task: Task, work: Path) -> Project:
 
     configs = load_configs(str(work / layout.CONFIGS))
     storage = Storage(str(work), endpoint_url=configs.project.storage.endpoint_url)
-    outputs = Outputs.from_locations(storage, checkpoints=str(env.checkpoint_dir),
+    # a trial keeps to its own folder: whether or not the trials of a tuning job share the checkpoint prefix,
+    # one never resumes another's checkpoint (a spot restart of the same trial keeps its job name)
+    checkpoints = env.checkpoint_dir / env.job_name if task.tuning_job else env.checkpoint_dir
+    outputs = Outputs.from_locations(storage, checkpoints=str(checkpoints),
                                      model=str(env.model_dir) if task.kind == "transformer" else None,
                                      results=task.root)
     return Project(storage=storage, configs=configs, command=f"train {task.kind}", outputs=outputs)
@@ -390,12 +430,16 @@ def run_job(env: SageMakerEnv) -> int:
 
     _say(f"multitype {multitype.__version__} from {Path(multitype.__file__).parent}")
     task = read_task(env.hyperparameters, say=_say)
+    if task.tuning_job:
+        task.root = trial_root(task.root, task.tuning_job, env.job_name)
+        searched = ", ".join(f"{k}={v!r}" for k, v in sorted(task.overrides.items()))
+        _say(f"trial of tuning job {task.tuning_job}: {searched}; val only (no test data)")
     _say(f"job {env.job_name}: task {task.kind}, host {env.current_host} ({env.node_rank + 1} of "
          f"{len(env.hosts)}), {env.num_gpus} GPU(s), results to {task.root}")
     if task.kind != "transformer" and env.node_rank != 0:
         _say(f"task {task.kind} runs on {env.hosts[0]} alone; nothing to do on {env.current_host}")
         return 0
-    work = assemble_root(env, env.base / WORK_DIR)
+    work = assemble_root(env, env.base / WORK_DIR, trial=task.tuning_job is not None)
     project = open_job_project(env, task, work)
     started = time.time()
     run_ids = [project.run_id]
@@ -412,6 +456,7 @@ def run_job(env: SageMakerEnv) -> int:
         _say(f"done on {env.current_host}; {env.hosts[0]} writes the artifacts")
         return 0
     result = {"job_name": env.job_name, "task": task.kind, "run_ids": run_ids, "models": models,
+              **({"tuning_job": task.tuning_job, "overrides": task.overrides} if task.tuning_job else {}),
               "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     env.output_data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Watching, stopping and listing SageMaker training jobs, and waiting for one to end.
+"""Watching, stopping and listing SageMaker training jobs (and processing jobs), and waiting for one to end.
 
 Route through the file: :func:`describe` (DescribeTrainingJob, a missing job
 named in one line) -> :func:`summary` (what ``multitype sagemaker status``
@@ -13,6 +13,10 @@ Exit codes of a job that ended (:data:`EXIT_CODES`): ``Completed`` 0,
 ``Failed`` 1, ``Stopped`` 143. A stopped job did not finish its work, so it is
 not a success; 143 (128 + SIGTERM) is what a process stopped by SIGTERM
 reports, and SageMaker stops a job by sending SIGTERM to its container.
+
+The same describe/stop/wait serve the processing jobs of ``multitype sagemaker
+prepare``: pass ``kind=PROCESSING`` (:class:`JobKind` names the API calls,
+fields, log group and command of each kind of job).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from multitype.cloud.aws import aws_errors, client, error_code
@@ -35,18 +40,45 @@ WAIT_SLACK_SECONDS = 3600.0
 LIST_DESCRIBE_THREADS = 8
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """What differs between a training job and a processing job for describe, stop, wait and logs."""
+
+    word: str          # "training": in messages
+    api: str           # "TrainingJob": DescribeTrainingJob, TrainingJobName, TrainingJobStatus
+    log_group: str
+    command: str       # the CLI group that watches it: 'multitype <command> status NAME'
+
+    @property
+    def snake(self) -> str:
+        return "training_job" if self.api == "TrainingJob" else "processing_job"
+
+    @property
+    def name_key(self) -> str:
+        return f"{self.api}Name"
+
+    @property
+    def status_key(self) -> str:
+        return f"{self.api}Status"
+
+
+TRAINING = JobKind("training", "TrainingJob", "/aws/sagemaker/TrainingJobs", "sagemaker")
+PROCESSING = JobKind("processing", "ProcessingJob", "/aws/sagemaker/ProcessingJobs", "sagemaker prepare")
+
+
 def sagemaker(aws: AwsConfig, max_attempts: int | None = None) -> Any:
     """The shared SageMaker client of :func:`multitype.cloud.aws.client`."""
     return client("sagemaker", aws, max_attempts=max_attempts)
 
 
-def _not_found(job_name: str, aws: AwsConfig) -> AwsError:
-    return AwsError(f"no SageMaker training job named {job_name!r} in {aws.region}; "
-                    "see 'multitype sagemaker list --all' for the jobs there")
+def _not_found(job_name: str, aws: AwsConfig, kind: JobKind = TRAINING) -> AwsError:
+    where = ("see 'multitype sagemaker list --all' for the jobs there" if kind is TRAINING else
+             f"see 'aws sagemaker list-{kind.snake.replace('_', '-')}s' for the jobs there")
+    return AwsError(f"no SageMaker {kind.word} job named {job_name!r} in {aws.region}; {where}")
 
 
-def describe(aws: AwsConfig, job_name: str) -> dict[str, Any]:
-    """DescribeTrainingJob for ``job_name``.
+def describe(aws: AwsConfig, job_name: str, kind: JobKind = TRAINING) -> dict[str, Any]:
+    """DescribeTrainingJob (or DescribeProcessingJob) for ``job_name``.
 
     Raises
     ------
@@ -57,8 +89,8 @@ def describe(aws: AwsConfig, job_name: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
     try:
-        with aws_errors(f"describe the training job {job_name}", aws):
-            return dict(sagemaker(aws).describe_training_job(TrainingJobName=job_name))
+        with aws_errors(f"describe the {kind.word} job {job_name}", aws):
+            return dict(getattr(sagemaker(aws), f"describe_{kind.snake}")(**{kind.name_key: job_name}))
     except (ClientError, AwsError) as exc:
         # AWS answers a missing job with ValidationException "Requested resource not found."
         # (moto: "Could not find training job ..."): say which job, and where to look
@@ -66,7 +98,7 @@ def describe(aws: AwsConfig, job_name: str) -> dict[str, Any]:
         code = error_code(exc) or ("validationexception" if ": validationexception: " in text else "")
         if code.lower() in ("validationexception", "resourcenotfound") and (
                 "not found" in text or "could not find" in text):
-            raise _not_found(job_name, aws) from None
+            raise _not_found(job_name, aws, kind) from None
         raise
 
 
@@ -146,8 +178,42 @@ def summary(desc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def stop(aws: AwsConfig, job_name: str) -> tuple[bool, str]:
-    """Ask SageMaker to stop ``job_name`` (StopTrainingJob, sent once: no blind retries).
+def processing_summary(desc: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any]:
+    """What ``sagemaker prepare status`` shows of a DescribeProcessingJob answer, JSON-ready.
+
+    ``job_name``, ``status``, ``instance_type``, ``instance_count``, ``volume_gb``,
+    ``failure_reason``, ``exit_message`` (the container's ``/opt/ml/output/message``),
+    ``inputs`` and ``outputs`` (name -> S3 URI), ``created``, ``started``, ``ended``,
+    ``duration_seconds`` (start to end, or to now while it runs) and ``max_runtime_seconds``.
+    """
+    cluster = (desc.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+    start, end = desc.get("ProcessingStartTime"), desc.get("ProcessingEndTime")
+    seconds = None
+    if isinstance(start, dt.datetime):
+        stop_at = end if isinstance(end, dt.datetime) else (now or dt.datetime.now(start.tzinfo))
+        seconds = max((stop_at - start).total_seconds(), 0.0)
+    return {
+        "job_name": desc.get("ProcessingJobName"),
+        "status": desc.get("ProcessingJobStatus"),
+        "instance_type": cluster.get("InstanceType"),
+        "instance_count": cluster.get("InstanceCount"),
+        "volume_gb": cluster.get("VolumeSizeInGB"),
+        "failure_reason": desc.get("FailureReason"),
+        "exit_message": desc.get("ExitMessage"),
+        "inputs": {i.get("InputName"): (i.get("S3Input") or {}).get("S3Uri")
+                   for i in desc.get("ProcessingInputs") or []},
+        "outputs": {o.get("OutputName"): (o.get("S3Output") or {}).get("S3Uri")
+                    for o in (desc.get("ProcessingOutputConfig") or {}).get("Outputs") or []},
+        "created": _iso(desc.get("CreationTime")),
+        "started": _iso(start),
+        "ended": _iso(end),
+        "duration_seconds": seconds,
+        "max_runtime_seconds": (desc.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds"),
+    }
+
+
+def stop(aws: AwsConfig, job_name: str, kind: JobKind = TRAINING) -> tuple[bool, str]:
+    """Ask SageMaker to stop ``job_name`` (StopTrainingJob or StopProcessingJob, sent once: no blind retries).
 
     A job already ``Stopping`` or ``Stopped`` is what the user asked for: nothing
     is sent and the answer is ``(False, message)`` (exit 0, like ``docker stop``
@@ -167,15 +233,15 @@ def stop(aws: AwsConfig, job_name: str) -> tuple[bool, str]:
     """
     from botocore.exceptions import ClientError
 
-    status = describe(aws, job_name).get("TrainingJobStatus")
+    status = describe(aws, job_name, kind).get(kind.status_key)
     if status in ("Stopping", "Stopped"):
-        return False, f"training job {job_name} is already {status}; nothing to do"
+        return False, f"{kind.word} job {job_name} is already {status}; nothing to do"
     if status in ("Completed", "Failed"):
-        raise _already_ended(job_name, status)
-    action = f"stop the training job {job_name}"
+        raise _already_ended(job_name, status, kind)
+    action = f"stop the {kind.word} job {job_name}"
     try:
         with aws_errors(action, aws):
-            sagemaker(aws, max_attempts=1).stop_training_job(TrainingJobName=job_name)
+            getattr(sagemaker(aws, max_attempts=1), f"stop_{kind.snake}")(**{kind.name_key: job_name})
     except ClientError as exc:
         code = error_code(exc)
         message = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())
@@ -183,22 +249,26 @@ def stop(aws: AwsConfig, job_name: str) -> tuple[bool, str]:
         if message and not message.startswith("<"):  # an HTML error page says nothing more
             what += f": {message[:300]}"
         raise AwsError(f"cannot {action}: {what}; the job may still be running: "
-                       f"check with 'multitype sagemaker status {job_name}'") from None
+                       f"check with 'multitype {kind.command} status {job_name}'") from None
     except AwsError as exc:
         if "ValidationException" in str(exc):  # it ended between our describe and the stop
-            ended = describe(aws, job_name).get("TrainingJobStatus")
+            ended = describe(aws, job_name, kind).get(kind.status_key)
             if ended in ("Stopping", "Stopped"):
-                return False, f"training job {job_name} is already {ended}; nothing to do"
+                return False, f"{kind.word} job {job_name} is already {ended}; nothing to do"
             if ended in ("Completed", "Failed"):
-                raise _already_ended(job_name, ended) from None
+                raise _already_ended(job_name, ended, kind) from None
         raise
+    if kind is not TRAINING:
+        return True, (f"stopping {kind.word} job {job_name} (was {status}): SageMaker sends SIGTERM and the job "
+                      f"ends Stopped, its outputs not uploaded; watch it with 'multitype {kind.command} status "
+                      f"{job_name}'")
     return True, (f"stopping training job {job_name} (was {status}): SageMaker sends SIGTERM, the job saves a "
                   f"checkpoint and ends Stopped; watch it with 'multitype sagemaker status {job_name}'")
 
 
-def _already_ended(job_name: str, status: str) -> AwsError:
-    return AwsError(f"training job {job_name} already ended {status}; there is nothing to stop "
-                    f"(see 'multitype sagemaker status {job_name}')")
+def _already_ended(job_name: str, status: str, kind: JobKind = TRAINING) -> AwsError:
+    return AwsError(f"{kind.word} job {job_name} already ended {status}; there is nothing to stop "
+                    f"(see 'multitype {kind.command} status {job_name}')")
 
 
 def list_jobs(aws: AwsConfig, status: str | None = None, all_jobs: bool = False,
@@ -297,14 +367,14 @@ def default_wait_seconds(desc: dict[str, Any]) -> float:
         + WAIT_SLACK_SECONDS
 
 
-def final_line(desc: dict[str, Any]) -> str:
+def final_line(desc: dict[str, Any], kind: JobKind = TRAINING) -> str:
     """One line on how the job ended (FailureReason included), for people."""
-    name, status = desc.get("TrainingJobName"), desc.get("TrainingJobStatus")
-    line = f"training job {name} ended {status}"
+    name, status = desc.get(kind.name_key), desc.get(kind.status_key)
+    line = f"{kind.word} job {name} ended {status}"
     if desc.get("SecondaryStatus") and desc["SecondaryStatus"] != status:
         line += f" ({desc['SecondaryStatus']})"
     if status == "Failed":
-        line += f": {desc.get('FailureReason') or 'no FailureReason given'}"
+        line += f": {desc.get('FailureReason') or desc.get('ExitMessage') or 'no FailureReason given'}"
     saving = spot_saving(desc)
     if desc.get("BillableTimeInSeconds") is not None:
         line += f"; billable {desc['BillableTimeInSeconds']} s of {desc.get('TrainingTimeInSeconds')} s"
@@ -316,7 +386,8 @@ def final_line(desc: dict[str, Any]) -> str:
 
 
 def wait(aws: AwsConfig, job_name: str, follow_logs: bool = True, poll_seconds: float = 30.0,
-         echo: Callable[[str], None] = print, max_seconds: float | None = None) -> dict[str, Any]:
+         echo: Callable[[str], None] = print, max_seconds: float | None = None,
+         kind: JobKind = TRAINING) -> dict[str, Any]:
     """Wait until ``job_name`` ends, echoing its secondary-status changes (and its logs), and return its description.
 
     Parameters
@@ -334,6 +405,8 @@ def wait(aws: AwsConfig, job_name: str, follow_logs: bool = True, poll_seconds: 
     max_seconds : float, optional
         Give up after this long; default :func:`default_wait_seconds` (the
         job's MaxRuntime + MaxWait, plus an hour).
+    kind : JobKind, default=TRAINING
+        :data:`PROCESSING` for a processing job (no secondary statuses: only its status changes are echoed).
 
     Returns
     -------
@@ -349,27 +422,30 @@ def wait(aws: AwsConfig, job_name: str, follow_logs: bool = True, poll_seconds: 
     """
     from multitype.cloud.sagemaker.logs import LogReader
 
-    desc = describe(aws, job_name)
+    desc = describe(aws, job_name, kind)
     deadline = time.monotonic() + (default_wait_seconds(desc) if max_seconds is None else max_seconds)
-    reader = LogReader(aws, job_name, echo=echo) if follow_logs else None
-    shown = 0
+    reader = LogReader(aws, job_name, echo=echo, log_group=kind.log_group) if follow_logs else None
+    shown, last = 0, None
     while True:
         transitions = desc.get("SecondaryStatusTransitions") or []
         for t in transitions[shown:]:
             message = f": {t['StatusMessage']}" if t.get("StatusMessage") else ""
             echo(f"[{job_name}] {t.get('Status')}{message}")
         shown = max(shown, len(transitions))
-        ended = desc.get("TrainingJobStatus") in TERMINAL
+        if kind is not TRAINING and desc.get(kind.status_key) != last:
+            last = desc.get(kind.status_key)
+            echo(f"[{job_name}] {last}")
+        ended = desc.get(kind.status_key) in TERMINAL
         if reader is not None:
             reader.poll()  # after the job ended: the last lines (CloudWatch may lag behind the status)
         if ended:
-            echo(final_line(desc))
+            echo(final_line(desc, kind))
             return desc
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AwsError(f"training job {job_name} is still {desc.get('TrainingJobStatus')} after waiting "
+            raise AwsError(f"{kind.word} job {job_name} is still {desc.get(kind.status_key)} after waiting "
                            f"{max_seconds if max_seconds is not None else default_wait_seconds(desc):.0f} s; it keeps "
-                           f"running: watch it with 'multitype sagemaker status {job_name}' or stop it with "
-                           f"'multitype sagemaker stop {job_name}'")
+                           f"running: watch it with 'multitype {kind.command} status {job_name}' or stop it with "
+                           f"'multitype {kind.command} stop {job_name}'")
         time.sleep(max(min(poll_seconds, remaining), 0.0))
-        desc = describe(aws, job_name)
+        desc = describe(aws, job_name, kind)

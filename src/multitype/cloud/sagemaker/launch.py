@@ -175,12 +175,15 @@ def remote_root(project: Project, given: str | None, what: str = "the job") -> s
     return remote.rstrip("/")
 
 
-def _image(opts: LaunchOptions, region: str, instance_type: str, configured: str | None,
-           echo: Callable[[str], None]) -> catalog.TrainingImage:
+def training_image(given: str | None, region: str, instance_type: str, configured: str | None,
+                   echo: Callable[[str], None]) -> catalog.TrainingImage:
+    """The job's image: ``given`` (--image-uri), else ``configured`` (aws.sagemaker.image_uri), else the AWS
+    PyTorch training image for ``instance_type`` from the catalog; its torch checked against ours (a warning
+    when unknown)."""
     from multitype.cloud.sagemaker.sourcedir import torch_specifier
 
     specifier = torch_specifier()
-    uri = opts.image_uri or configured
+    uri = given or configured
     image = catalog.image_from_uri(uri) if uri else catalog.pytorch_training_image(region, instance_type, specifier)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", catalog.UnknownTorchWarning)
@@ -190,7 +193,7 @@ def _image(opts: LaunchOptions, region: str, instance_type: str, configured: str
     return image
 
 
-def _channels(project: Project, root: str) -> dict[str, str]:
+def channels(project: Project, root: str) -> dict[str, str]:
     """Channel -> S3 URI; every file checked in the local (or S3) root first."""
     storage = project.storage
     if not storage.exists(layout.LABELS):
@@ -221,7 +224,7 @@ def _tags(project: Project, job: _Job) -> dict[str, str]:
     return {**tags, **project.configs.project.aws.tags}
 
 
-def _local_folder(project: Project) -> Path:
+def local_folder(project: Project) -> Path:
     """Where the code comes from and the generated files are staged.
 
     A local root is the project folder (its ``src/`` if it has one, else the
@@ -234,7 +237,7 @@ def _local_folder(project: Project) -> Path:
     return Path(tempfile.gettempdir()) / f"multitype-{uid}" / "sagemaker-launch"
 
 
-def _push(project: Project, root: str, config_dir: str, sourcedir: Any, local: Path) -> tuple[list[str], int]:
+def push(project: Project, root: str, config_dir: str, sourcedir: Any, local: Path) -> tuple[list[str], int]:
     """Push data/processed, configs and code (with the sourcedir) to ``root`` (see :mod:`multitype.cloud.upload`)."""
     from multitype.cloud import upload
 
@@ -316,9 +319,9 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     count = opts.instance_count or (sm.instance_count if task == "transformer" else 1)
     role = _role(opts, aws.sagemaker_role)
     root = _remote_root(project, opts)
-    image = _image(opts, aws.region, instance_type, sm.image_uri, echo)
+    image = training_image(opts.image_uri, aws.region, instance_type, sm.image_uri, echo)
     lap("settings_and_catalog")
-    channels = _channels(project, root)
+    channel_uris = channels(project, root)
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
@@ -332,7 +335,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
 
     from multitype.cloud.sagemaker.sourcedir import build_sourcedir
 
-    local = _local_folder(project)
+    local = local_folder(project)
     sourcedir = build_sourcedir(local)
     sourcedir_uri = f"{root}/{sourcedir.key}"
     lap("sourcedir")
@@ -342,7 +345,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
         name = req.job_name(job.slug, now)
         request = req.build_request(
             name=name, image_uri=image.uri, role_arn=role, root=root, region=aws.region,
-            sourcedir_uri=sourcedir_uri, task=job.task, hyperparameters=job.hyper, channels=channels,
+            sourcedir_uri=sourcedir_uri, task=job.task, hyperparameters=job.hyper, channels=channel_uris,
             instance_type=instance_type, instance_count=count, volume_gb=opts.volume_gb or sm.volume_gb,
             spot=spot, max_run=max_run, max_wait=max_wait, tags=_tags(project, job))
         req.validate_request(request, root)
@@ -359,7 +362,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
         result.seconds = time.perf_counter() - start
         return result
 
-    result.uploaded, result.uploaded_bytes = _push(project, root, config_dir, sourcedir, local)
+    result.uploaded, result.uploaded_bytes = push(project, root, config_dir, sourcedir, local)
     client = cloud_aws.client("sagemaker", aws, max_attempts=1)  # a create is not retried blindly
     lap("push")
     for item, job in zip(launched, jobs):

@@ -1,7 +1,7 @@
-"""A training job's CloudWatch logs: every host's stream, in time order, read once or followed to the end.
+"""A SageMaker job's CloudWatch logs: every host's stream, in time order, read once or followed to the end.
 
 SageMaker writes each host's stdout/stderr to the log group
-``/aws/sagemaker/TrainingJobs``, in a stream named ``<job>/<host>-<epoch>``
+``/aws/sagemaker/TrainingJobs`` (``/aws/sagemaker/ProcessingJobs`` for a processing job), in a stream named ``<job>/<host>-<epoch>``
 (``multitype-minilm-.../algo-1-1733050000``). :class:`LogReader` finds the
 streams (DescribeLogStreams with the ``<job>/`` prefix, paginated), reads each
 one forward with GetLogEvents from where it stopped (``nextForwardToken``; a
@@ -16,11 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from multitype.cloud.aws import aws_errors, client
 from multitype.config import AwsConfig
 from multitype.errors import AwsError
+
+if TYPE_CHECKING:
+    from multitype.cloud.sagemaker.jobs import JobKind
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 STREAM_PAGE = 50  # DescribeLogStreams' maximum page size
@@ -132,7 +135,8 @@ class LogReader:
 
 def show_logs(aws: AwsConfig, job_name: str, follow: bool = False, poll_seconds: float = 10.0,
               echo: Callable[[str], None] = print, note: Callable[[str], None] | None = None,
-              max_seconds: float | None = None, page_size: int | None = None, timestamps: bool = False) -> int:
+              max_seconds: float | None = None, page_size: int | None = None, timestamps: bool = False,
+              kind: "JobKind | None" = None) -> int:
     """Print the job's log lines; with ``follow``, keep polling until the job has ended and its logs are drained.
 
     Parameters
@@ -154,6 +158,9 @@ def show_logs(aws: AwsConfig, job_name: str, follow: bool = False, poll_seconds:
         GetLogEvents page size.
     timestamps : bool, default=False
         Prefix lines with their UTC time.
+    kind : jobs.JobKind, optional
+        ``jobs.PROCESSING`` for a processing job (log group ``/aws/sagemaker/ProcessingJobs``);
+        default a training job.
 
     Returns
     -------
@@ -167,32 +174,36 @@ def show_logs(aws: AwsConfig, job_name: str, follow: bool = False, poll_seconds:
     """
     from multitype.cloud.sagemaker import jobs
 
+    kind = kind or jobs.TRAINING
+    group, status_key = kind.log_group, kind.status_key
     note = note or echo
-    desc = jobs.describe(aws, job_name)
-    reader = LogReader(aws, job_name, echo=echo, page_size=page_size, timestamps=timestamps)
+    desc = jobs.describe(aws, job_name, kind)
+    reader = LogReader(aws, job_name, echo=echo, page_size=page_size, timestamps=timestamps, log_group=group)
+    detail = f", {desc.get('SecondaryStatus')}" if kind is jobs.TRAINING else ""
     if not follow:
         if reader.poll() == 0:
-            note(f"no log lines yet for training job {job_name} ({desc.get('TrainingJobStatus')}, "
-                 f"{desc.get('SecondaryStatus')}) in {LOG_GROUP}; SageMaker starts logging once the instances "
-                 f"run the container; try again later or use --follow")
+            note(f"no log lines yet for {kind.word} job {job_name} ({desc.get(status_key)}{detail}) in {group}; "
+                 "SageMaker starts logging once the instances run the container; try again later or use --follow")
         return reader.lines
     deadline = time.monotonic() + (jobs.default_wait_seconds(desc) if max_seconds is None else max_seconds)
     told = False
     while True:
-        ended = desc.get("TrainingJobStatus") in jobs.TERMINAL
+        ended = desc.get(status_key) in jobs.TERMINAL
         reader.poll()
         if ended:
             if reader.lines == 0:
-                note(f"training job {job_name} ended {desc.get('TrainingJobStatus')} without log lines in {LOG_GROUP}")
+                note(f"{kind.word} job {job_name} ended {desc.get(status_key)} without log lines in {group}")
             return reader.lines
         if reader.lines == 0 and not told:
-            note(f"waiting for the first log lines of {job_name} ({desc.get('SecondaryStatus')})...")
+            where = desc.get("SecondaryStatus", desc.get(status_key))
+            note(f"waiting for the first log lines of {job_name} ({where})...")
             told = True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AwsError(f"stopped following {job_name} after {max_seconds or jobs.default_wait_seconds(desc):.0f} s: "
-                           f"it is still {desc.get('TrainingJobStatus')}; run 'multitype sagemaker logs {job_name} "
+            waited = max_seconds or jobs.default_wait_seconds(desc)
+            raise AwsError(f"stopped following {job_name} after {waited:.0f} s: "
+                           f"it is still {desc.get(status_key)}; run 'multitype {kind.command} logs {job_name} "
                            "--follow' again")
         time.sleep(max(min(poll_seconds, remaining), 0.0))
-        desc = jobs.describe(aws, job_name)
+        desc = jobs.describe(aws, job_name, kind)
 

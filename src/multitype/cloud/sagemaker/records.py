@@ -16,6 +16,9 @@ from multitype.storage import Storage
 
 JOBS = LaunchRecords("sagemaker", "job_name", "SageMaker job", "name the job (see 'multitype sagemaker list')")
 FOLDER = JOBS.folder
+# `sagemaker prepare` (processing jobs) keeps its own folder, so `sagemaker status` without a JOB stays on training
+PROCESSING_JOBS = LaunchRecords("sagemaker-processing", "job_name", "SageMaker processing job",
+                                "name the job (see 'aws sagemaker list-processing-jobs')")
 
 
 def save_job(storage: Storage, job_name: str, record: dict[str, Any]) -> dict[str, Any]:

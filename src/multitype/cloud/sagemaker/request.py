@@ -37,7 +37,7 @@ _HYPER_TYPES: dict[str, tuple[type, ...]] = {
     "task": (str,), "model-name": (str,), "models": (str,), "root": (str,), "resume": (str,),
     "num-epochs": (int, float), "learning-rate": (int, float), "batch-size": (int,), "max-length": (int,),
     "sagemaker_program": (str,), "sagemaker_submit_directory": (str,), "sagemaker_region": (str,),
-    "sagemaker_container_log_level": (int,),
+    "sagemaker_container_log_level": (int,), "tuning-job": (str,),
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
@@ -68,6 +68,45 @@ def encode_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:
             for key, value in values.items() if value is not None}
 
 
+def training_definition(*, image_uri: str, role_arn: str, root: str, region: str, sourcedir_uri: str, task: str,
+                        hyperparameters: Mapping[str, Any], channels: Mapping[str, str], instance_type: str,
+                        instance_count: int, volume_gb: int, spot: bool, max_run: int, max_wait: int | None,
+                        checkpoint_uri: str) -> dict[str, Any]:
+    """What a training job is made of, shared by ``CreateTrainingJob`` and a tuning job's ``TrainingJobDefinition``.
+
+    The image with our metric definitions, the role, the hyperparameters
+    (JSON-encoded beside the SDK's ``sagemaker_*`` ones, under
+    ``HyperParameters``), the channels, the output and checkpoint locations,
+    the instances, the stopping condition and managed spot. The tuning job
+    renames ``HyperParameters`` to ``StaticHyperParameters``.
+    """
+    root = root.rstrip("/")
+    hyper = encode_hyperparameters({
+        "task": task, **hyperparameters, "root": root,
+        "sagemaker_program": "entry.py", "sagemaker_submit_directory": sourcedir_uri,
+        "sagemaker_region": region, "sagemaker_container_log_level": LOG_LEVEL})
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": int(max_run)}
+    if spot:
+        stopping["MaxWaitTimeInSeconds"] = int(max_wait if max_wait is not None else max_run)
+    return {
+        "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File",
+                                   "MetricDefinitions": metric_definitions()},
+        "RoleArn": role_arn,
+        "HyperParameters": hyper,
+        "InputDataConfig": [
+            {"ChannelName": channel, "InputMode": "File", "CompressionType": "None",
+             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                             "S3DataDistributionType": "FullyReplicated"}}}
+            for channel, uri in channels.items()],
+        "OutputDataConfig": {"S3OutputPath": f"{root}/models/sagemaker/"},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instance_count),
+                           "VolumeSizeInGB": int(volume_gb)},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": bool(spot),
+        "CheckpointConfig": {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH},
+    }
+
+
 def build_request(*, name: str, image_uri: str, role_arn: str, root: str, region: str, sourcedir_uri: str,
                   task: str, hyperparameters: Mapping[str, Any], channels: Mapping[str, str],
                   instance_type: str, instance_count: int, volume_gb: int, spot: bool, max_run: int,
@@ -93,33 +132,13 @@ def build_request(*, name: str, image_uri: str, role_arn: str, root: str, region
     tags : mapping
         Key -> value.
     """
-    root = root.rstrip("/")
-    hyper = encode_hyperparameters({
-        "task": task, **hyperparameters, "root": root,
-        "sagemaker_program": "entry.py", "sagemaker_submit_directory": sourcedir_uri,
-        "sagemaker_region": region, "sagemaker_container_log_level": LOG_LEVEL})
-    stopping: dict[str, int] = {"MaxRuntimeInSeconds": int(max_run)}
-    if spot:
-        stopping["MaxWaitTimeInSeconds"] = int(max_wait if max_wait is not None else max_run)
-    return {
-        "TrainingJobName": name,
-        "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File",
-                                   "MetricDefinitions": metric_definitions()},
-        "RoleArn": role_arn,
-        "HyperParameters": hyper,
-        "InputDataConfig": [
-            {"ChannelName": channel, "InputMode": "File", "CompressionType": "None",
-             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                             "S3DataDistributionType": "FullyReplicated"}}}
-            for channel, uri in channels.items()],
-        "OutputDataConfig": {"S3OutputPath": f"{root}/models/sagemaker/"},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instance_count),
-                           "VolumeSizeInGB": int(volume_gb)},
-        "StoppingCondition": stopping,
-        "EnableManagedSpotTraining": bool(spot),
-        "CheckpointConfig": {"S3Uri": f"{root}/models/checkpoints/{name}/", "LocalPath": CHECKPOINT_LOCAL_PATH},
-        "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
-    }
+    definition = training_definition(
+        image_uri=image_uri, role_arn=role_arn, root=root, region=region, sourcedir_uri=sourcedir_uri, task=task,
+        hyperparameters=hyperparameters, channels=channels, instance_type=instance_type,
+        instance_count=instance_count, volume_gb=volume_gb, spot=spot, max_run=max_run, max_wait=max_wait,
+        checkpoint_uri=f"{root.rstrip('/')}/models/checkpoints/{name}/")
+    return {"TrainingJobName": name, **definition,
+            "Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -138,7 +157,7 @@ def _compiled(pattern: str) -> re.Pattern[str] | None:
 
 
 def _shape_errors(value: Any, shape: Any, path: str) -> list[str]:
-    """What botocore's validator leaves to the service: string ``pattern`` and ``max`` length, list ``max``."""
+    """What botocore's validator leaves to the service: string ``pattern``, ``max`` length and enum, list ``max``."""
     errors: list[str] = []
     kind = shape.type_name
     if kind == "structure" and isinstance(value, dict):
@@ -159,6 +178,9 @@ def _shape_errors(value: Any, shape: Any, path: str) -> list[str]:
         limit = shape.metadata.get("max")
         if limit is not None and len(value) > limit:
             errors.append(f"{path} is {len(value)} characters long, at most {limit} allowed")
+        enum = getattr(shape, "enum", None)
+        if enum and value not in enum:
+            errors.append(f"{path} = {value!r} is not one of {', '.join(enum)}")
         pattern = shape.metadata.get("pattern")
         compiled = _compiled(pattern) if pattern else None
         if compiled is not None and compiled.fullmatch(value) is None:
@@ -175,7 +197,7 @@ def _s3_uris(request: Mapping[str, Any]) -> list[tuple[str, str]]:
              for c in request.get("InputDataConfig", [])]
     found.append(("OutputDataConfig.S3OutputPath", request.get("OutputDataConfig", {}).get("S3OutputPath", "")))
     found.append(("CheckpointConfig.S3Uri", request.get("CheckpointConfig", {}).get("S3Uri", "")))
-    hyper = request.get("HyperParameters", {})
+    hyper = hyperparameters_of(request)
     for key in ("sagemaker_submit_directory", "root"):
         if key in hyper:
             try:
@@ -229,29 +251,49 @@ def validate_request(request: Mapping[str, Any], root: str) -> None:
     from botocore.exceptions import ParamValidationError
     from botocore.validate import validate_parameters
 
-    from multitype.cloud import catalog
-
     operation = _operation()
-    errors = []
-    role = request.get("RoleArn")
-    if isinstance(role, str) and not _ROLE_ARN.match(role):  # before botocore: its length rule says less
-        errors.append(f"RoleArn {role!r} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>); "
-                      "fix aws.sagemaker_role in project.yaml or SAGEMAKER_ROLE")
+    errors = role_errors(request.get("RoleArn"))
     try:
         validate_parameters(dict(request), operation.input_shape)
     except ParamValidationError as exc:
         errors.append(f"invalid CreateTrainingJob request: {' '.join(str(exc).split())}")
     if errors:  # the rest reads the request's structure, which botocore has not vouched for
         raise AwsError("; ".join(errors))
-    errors = _shape_errors(request, operation.input_shape, "CreateTrainingJob")
-    resources = request["ResourceConfig"]
+    errors = _shape_errors(request, operation.input_shape, "CreateTrainingJob") + definition_errors(request, root)
+    if errors:
+        raise AwsError("; ".join(errors))
+
+
+def role_errors(role: Any) -> list[str]:
+    """A malformed execution role ARN, said before botocore (whose length rule says less)."""
+    if isinstance(role, str) and not _ROLE_ARN.match(role):
+        return [f"RoleArn {role!r} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>); "
+                "fix aws.sagemaker_role in project.yaml or SAGEMAKER_ROLE"]
+    return []
+
+
+def hyperparameters_of(definition: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A training job's hyperparameters, or a tuning job definition's static ones."""
+    return definition.get("HyperParameters", definition.get("StaticHyperParameters", {}))
+
+
+def definition_errors(definition: Mapping[str, Any], root: str) -> list[str]:
+    """What only we check in a training job (or tuning definition) that botocore has vouched for.
+
+    The instance type, every S3 URI inside ``root``, max-wait >= max-run under
+    managed spot, the hyperparameters' types, several instances only for one transformer.
+    """
+    from multitype.cloud import catalog
+
+    resources = definition["ResourceConfig"]
     catalog.check_instance_type(resources["InstanceType"])
+    errors = []
     inside = root.rstrip("/") + "/"
-    for where, uri in _s3_uris(request):
+    for where, uri in _s3_uris(definition):
         if not (uri + "/").startswith(inside):
             errors.append(f"{where} = {uri!r} is outside the configured root {root.rstrip('/')}")
-    stopping = request["StoppingCondition"]
-    if request.get("EnableManagedSpotTraining"):
+    stopping = definition["StoppingCondition"]
+    if definition.get("EnableManagedSpotTraining"):
         wait = stopping.get("MaxWaitTimeInSeconds")
         if wait is None or wait < stopping["MaxRuntimeInSeconds"]:
             errors.append(f"managed spot needs max-wait >= max-run: got --max-wait {wait} < --max-run "
@@ -259,13 +301,12 @@ def validate_request(request: Mapping[str, Any], root: str) -> None:
                           "pass --on-demand")
     elif "MaxWaitTimeInSeconds" in stopping:
         errors.append("MaxWaitTimeInSeconds is only allowed with managed spot training")
-    hyper = request.get("HyperParameters", {})
+    hyper = hyperparameters_of(definition)
     errors += _hyperparameter_errors(hyper)
     if resources["InstanceCount"] > 1 and hyper.get("task") != json.dumps("transformer"):
         errors.append(f"--instance-count {resources['InstanceCount']} needs one transformer (--model-name); "
                       f"task {hyper.get('task')} runs on one instance")
-    if errors:
-        raise AwsError("; ".join(errors))
+    return errors
 
 
 @functools.lru_cache(maxsize=None)
