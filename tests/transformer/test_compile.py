@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from multitype.transformer import compiling
 from multitype.transformer.models import load_classifier, resolve_model
 from tests.conftest import write_configs
 from tests.transformer.conftest import train_args, transformer_yaml, write_processed
-from tests.transformer.test_resume import CKPT, assert_same_result, link_checkpoints
+from tests.transformer.test_resume import CKPT, assert_same_result, link_checkpoints, start_training, wait_for
 
 
 def test_auto_compiles_nowhere_measured_slower_and_true_false_are_kept() -> None:
@@ -38,13 +39,27 @@ def test_compiling_in_place_keeps_the_plain_state_dict_keys() -> None:
     assert list(model.state_dict()) == before and not any("_orig_mod" in key for key in before)
 
 
-@pytest.mark.slow  # compiles minilm's layers (about a minute on 2 shared cores) and trains twice
-def test_compiled_run_saves_plain_weights_predicts_uncompiled_and_resumes_exactly(tmp_path: Path, cli) -> None:
-    reference = write_processed(tmp_path / "reference")
-    configs = write_configs(tmp_path / "configs", transformer=transformer_yaml(compile=True))
-    result = cli(*train_args(reference, configs))
-    assert result.exit_code == 0, result.stderr
-    assert "fp32, compiled on cpu" in result.stderr
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A finished 2-epoch run with compile: true (6 steps, checkpoints every 2), and its configs."""
+    from multitype.cli import main
+
+    base = tmp_path_factory.mktemp("compiled")
+    reference = write_processed(base / "reference")
+    configs = write_configs(base / "configs", transformer=transformer_yaml(compile=True))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(train_args(reference, configs)) == 0
+    finally:
+        torch.set_num_threads(before)
+    return reference, configs
+
+
+@pytest.mark.slow  # compiles minilm's layers (20 s to a minute on 2 shared cores) and trains twice
+def test_compiled_run_saves_plain_weights_predicts_uncompiled_and_resumes_exactly(compiled_run, tmp_path: Path,
+                                                                                  cli) -> None:
+    reference, _ = compiled_run
     record = json.loads((reference / "results/transformer/minilm_metrics.json").read_text())
     assert record["compiled"] is True
 
@@ -66,4 +81,24 @@ def test_compiled_run_saves_plain_weights_predicts_uncompiled_and_resumes_exactl
     result = cli(*train_args(root, plain_configs, "--compile"))
     assert result.exit_code == 0, result.stderr
     assert "minilm-step4 (epoch 2, step 4)" in result.stderr and "compiled on cpu" in result.stderr
+    assert_same_result(root, reference)
+
+
+@pytest.mark.slow  # a compiled training subprocess killed mid-run, then resumed compiled
+def test_sigkill_of_a_compiled_run_then_resume_is_exact(compiled_run, tmp_path: Path, cli) -> None:
+    reference, configs = compiled_run
+    root = write_processed(tmp_path / "root")
+    last = root / CKPT / "minilm-step2"
+    proc = start_training(root, configs, tmp_path / "killed.err")
+    try:
+        wait_for(lambda: (last / "_COMPLETE").exists(), proc, "step checkpoint")
+    finally:
+        proc.kill()  # mid-step 3: no chance to save anything
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert "fp32, compiled on cpu" in (tmp_path / "killed.err").read_text(errors="replace")
+
+    result = cli(*train_args(root, configs))
+    assert result.exit_code == 0, result.stderr
+    assert "resuming from" in result.stderr and "compiled on cpu" in result.stderr
     assert_same_result(root, reference)
