@@ -123,6 +123,20 @@ def check_credentials(aws: AwsConfig) -> str:
     return str(getattr(creds, "method", "unknown"))
 
 
+def caller_account(aws: AwsConfig) -> str | None:
+    """The account the credentials belong to, asked of STS: expired or revoked keys fail here, before
+    anything is uploaded or launched (resolving them is not enough).
+
+    Raises
+    ------
+    AwsError
+        No credentials, or STS refuses them.
+    """
+    check_credentials(aws)
+    with aws_errors("check the AWS credentials", aws):
+        return client("sts", aws).get_caller_identity().get("Account")
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ``ClientError`` (``""`` for anything else)."""
     response = getattr(exc, "response", None)

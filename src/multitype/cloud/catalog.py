@@ -75,11 +75,14 @@ def check_instance_type(instance_type: str) -> str:
     AwsError
         Not a training instance type; the message suggests the nearest names.
     """
-    known = training_instance_types()
+    return _check_type(instance_type, training_instance_types(), "training", "create-training-job")
+
+
+def _check_type(instance_type: str, known: tuple[str, ...], kind: str, command: str) -> str:
     if instance_type in known:
         return instance_type
-    hint = nearest_hint(instance_type, known, "see 'aws sagemaker create-training-job help'")
-    raise AwsError(f"instance type {instance_type!r} is not a SageMaker training instance type; {hint}")
+    hint = nearest_hint(instance_type, known, f"see 'aws sagemaker {command} help'")
+    raise AwsError(f"instance type {instance_type!r} is not a SageMaker {kind} instance type; {hint}")
 
 
 def processing_instance_types() -> tuple[str, ...]:
@@ -95,11 +98,7 @@ def check_processing_instance_type(instance_type: str) -> str:
     AwsError
         Not a processing instance type; the message suggests the nearest names.
     """
-    known = processing_instance_types()
-    if instance_type in known:
-        return instance_type
-    hint = nearest_hint(instance_type, known, "see 'aws sagemaker create-processing-job help'")
-    raise AwsError(f"instance type {instance_type!r} is not a SageMaker Processing instance type; {hint}")
+    return _check_type(instance_type, processing_instance_types(), "Processing", "create-processing-job")
 
 
 def hosting_instance_types() -> tuple[str, ...]:

@@ -285,9 +285,7 @@ def launch(project: Project, opts: Ec2LaunchOptions, config_dir: str = "configs"
     run_id = req.run_id(model.rsplit("/", 1)[-1])
     _check_max_price(max_price, instance_type, echo)
 
-    cloud_aws.check_credentials(aws)
-    with cloud_aws.aws_errors("check the AWS credentials", aws):  # expired keys fail here, before any upload
-        account = cloud_aws.client("sts", aws).get_caller_identity().get("Account")
+    account = cloud_aws.caller_account(aws)
     check_instance_profile(aws, profile)
     ami_id = opts.ami or cfg.ami
     image = amis.check_ami(aws, ami_id, instance_type) if ami_id else amis.default_ami(aws, instance_type)

@@ -325,12 +325,7 @@ def launch(project: Project, opts: LaunchOptions, config_dir: str = "configs",
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
-    account = None
-    if not opts.dry_run:
-        cloud_aws.check_credentials(aws)
-        # resolving is not enough: expired or revoked keys fail here, before anything is uploaded
-        with cloud_aws.aws_errors("check the AWS credentials", aws):
-            account = cloud_aws.client("sts", aws).get_caller_identity().get("Account")
+    account = None if opts.dry_run else cloud_aws.caller_account(aws)
     lap("data_and_credentials")
 
     from multitype.cloud.sagemaker.sourcedir import build_sourcedir

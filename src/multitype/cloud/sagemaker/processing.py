@@ -263,11 +263,7 @@ def start_prepare(project: Project, opts: PrepareOptions, config_dir: str = "con
     role = launch.execution_role(opts.role, aws.sagemaker_role)
     root = launch.remote_root(project, opts.remote, "the processing job")
     image = launch.training_image(opts.image_uri, aws.region, instance_type, sm.image_uri, echo)
-    account = None
-    if not opts.dry_run:
-        cloud_aws.check_credentials(aws)
-        with cloud_aws.aws_errors("check the AWS credentials", aws):
-            account = cloud_aws.client("sts", aws).get_caller_identity().get("Account")
+    account = None if opts.dry_run else cloud_aws.caller_account(aws)
     raw = raw_input(project, root, opts.input)
     current = not raw.is_raw_copy and _root_storage(project, root).exists(layout.RAW_DATA)
 

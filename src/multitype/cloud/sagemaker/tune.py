@@ -279,11 +279,7 @@ def launch_tuning(project: Project, opts: TuneOptions, config_dir: str = "config
     spot = sm.spot if opts.spot is None else opts.spot
     max_run = opts.max_run or sm.max_run
     max_wait = (opts.max_wait or sm.max_wait) if spot else None
-    account = None
-    if not opts.dry_run:
-        cloud_aws.check_credentials(aws)
-        with cloud_aws.aws_errors("check the AWS credentials", aws):
-            account = cloud_aws.client("sts", aws).get_caller_identity().get("Account")
+    account = None if opts.dry_run else cloud_aws.caller_account(aws)
     local = launch.local_folder(project)
     sourcedir = build_sourcedir(local)
     sourcedir_uri = f"{root}/{sourcedir.key}"
