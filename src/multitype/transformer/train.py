@@ -45,7 +45,7 @@ from multitype.errors import DataError, Interrupted, ModelError, StorageError
 from multitype.evaluate import classification_metrics, headline_uncertainty, metrics_record, predictions_block
 from multitype.experiments import tracking
 from multitype.project import Project
-from multitype.transformer import artifacts, batches, checkpoint, compiling, launch, models, runtime
+from multitype.transformer import artifacts, attention, batches, checkpoint, compiling, launch, models, runtime
 from multitype.transformer.logs import log, metric, quiet, warn
 from multitype.uploader import FolderPublisher
 
@@ -301,6 +301,8 @@ def _setup(project: Project, params: TransformerParams, resume: str, rt: runtime
     if params.gradient_checkpointing:
         models.enable_activation_checkpointing(model)
     model.to(rt.device)
+    if rt.device.type == "cpu":  # a cheaper attention-dropout mask; evaluation keeps SDPA's own path
+        attention.use_for_training(model)
     optimizer = _optimizer(model, params, rt.device)
     from transformers import get_linear_schedule_with_warmup
 
