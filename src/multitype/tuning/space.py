@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-Number = Annotated[float, Strict()] | Annotated[int, Strict()]
+Number = Annotated[float, Strict()] | Annotated[int, Strict()]  # a YAML bound: 1.0e-5 or 2, never true or "3"
 
 
 class _Dist(BaseModel):
@@ -53,7 +53,7 @@ def _range(v: list[Any], kind: str, positive: bool = False) -> list[Any]:
 
 
 class LogUniform(_Dist):
-    loguniform: list[Annotated[float, Strict()] | Annotated[int, Strict()]]
+    loguniform: list[Number]
 
     @model_validator(mode="after")
     def _check(self) -> "LogUniform":
@@ -65,7 +65,7 @@ class LogUniform(_Dist):
 
 
 class Uniform(_Dist):
-    uniform: list[Annotated[float, Strict()] | Annotated[int, Strict()]]
+    uniform: list[Number]
 
     @model_validator(mode="after")
     def _check(self) -> "Uniform":
