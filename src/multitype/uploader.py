@@ -116,12 +116,10 @@ class FolderPublisher:
 
     def _publish(self, local_dir: Path, key: str, on_done: Callable[[str], None] | None) -> None:
         start = time.perf_counter()
-        try:
-            self.storage.put_dir(local_dir, key)
-        finally:  # a failed upload's staging folder is of no use either (its error reaches the caller)
-            if self.remove_local:
-                shutil.rmtree(local_dir, ignore_errors=True)
+        self.storage.put_dir(local_dir, key)
         self._record(key, time.perf_counter() - start)
+        if self.remove_local:
+            shutil.rmtree(local_dir, ignore_errors=True)
         if on_done is not None:
             on_done(key)
 
@@ -415,8 +413,6 @@ def _child_main(spec_json: str) -> None:
     while (job := todo.get()) is not None:
         _, job_id, local_dir, key = job
         if job_id in cancelled:
-            if spec["remove_local"]:
-                shutil.rmtree(local_dir, ignore_errors=True)
             reply(("skipped", job_id))
             continue
         start = time.perf_counter()
@@ -431,8 +427,6 @@ def _child_main(spec_json: str) -> None:
             except Exception:
                 pickled = None
             reply(("failed", job_id, pickled, type(exc).__name__, str(exc), traceback.format_exc()))
-            if spec["remove_local"]:
-                shutil.rmtree(local_dir, ignore_errors=True)
             continue
         seconds = time.perf_counter() - start
         if spec["remove_local"]:
